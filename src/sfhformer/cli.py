@@ -1,0 +1,118 @@
+"""The ``sfhformer`` command. Only this module parses arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["num_kernels=4", "fourier_bn=false"]`` -> ``{"num_kernels": 4, "fourier_bn": False}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
+
+
+def _model_from(spec: str, overrides: dict[str, Any], preset: str | None = None):
+    """A model from a preset name or a weights file."""
+    from .models import PRESETS, create_model, load
+
+    if spec in PRESETS and not Path(spec).exists():
+        return create_model(spec, **overrides)
+    if not Path(spec).exists():
+        raise UserError(f"{spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
+    return load(spec, preset, **overrides)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from .models import PRESETS, preset_name
+    from .models.complexity import measure
+
+    size = (args.size, args.size)
+    specs = args.models or list(PRESETS)
+    overrides = _parse_overrides(args.set)
+    rows = []
+    for spec in specs:
+        model = _model_from(spec, overrides)
+        c = measure(model, size)
+        cfg = model.config
+        rows.append({"model": spec, "preset": preset_name(cfg), **cfg.to_dict(), "params": c.params,
+                     "macs": c.macs, "conv_macs": c.conv_macs, "fft_macs": c.fft_macs,
+                     "mixing_macs": c.mixing_macs, "input": [1, 3, *size]})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'model':<14} {'family':<6} {'widths':<12} {'depths':<11} {'K':>2} {'params':>11} "
+          f"{'GMACs':>8} {'conv':>8} {'FFT':>6} {'mixing':>7}   (at 1x3x{size[0]}x{size[1]})")
+    for r in rows:
+        print(f"{r['model']:<14} {r['family']:<6} {'/'.join(map(str, r['widths'])):<12} "
+              f"{'-'.join(map(str, r['depths'])):<11} {r['num_kernels']:>2} {r['params']:>11,} "
+              f"{r['macs'] / 1e9:>8.2f} {r['conv_macs'] / 1e9:>8.2f} {r['fft_macs'] / 1e9:>6.2f} "
+              f"{r['mixing_macs'] / 1e9:>7.3f}")
+    print("MACs: convolutions, plus FFTs counted analytically (1.25*H*W*log2(H*W) per channel for each "
+          "rfft2 and irfft2), plus the K-kernel mixing; BatchNorm and activations not counted.")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from .models import convert, preset_name
+
+    dst = Path(args.output)
+    if dst.exists() and not args.overwrite:
+        raise UserError(f"{dst}: exists; pass --overwrite to replace it")
+    model = convert(args.input, dst, args.preset, **_parse_overrides(args.set))
+    name = preset_name(model.config) or "no preset"
+    print(f"wrote {dst} ({name}; {model.config})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sfhformer", description="SFHformer image restoration.")
+    parser.add_argument("--version", action="version", version=f"sfhformer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="parameters and MACs of presets or weights files")
+    p.add_argument("models", nargs="*", help="preset names or weights files (default: every preset)")
+    p.add_argument("--size", type=int, default=256, help="square input size for MACs (default 256)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. num_kernels=4")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert an authors' checkpoint to our safetensors format")
+    p.add_argument("input", help="checkpoint (.pth of the authors, or ours)")
+    p.add_argument("output", help="output .safetensors file")
+    p.add_argument("--preset", help="architecture, where the keys cannot tell (e.g. haze_its)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. fourier_bn=false")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except (UserError, ValueError, FileNotFoundError) as e:
+        print(f"sfhformer {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""The SFHformer network: config and presets, blocks, network, checkpoints."""
+
+from .checkpoint import CheckpointError, authors_key_map, convert, infer_config, load, save
+from .config import PRESETS, SFHformerConfig, get_preset, preset_name
+from .network import SFHformer, create_model
+
+__all__ = ["PRESETS", "CheckpointError", "SFHformer", "SFHformerConfig", "authors_key_map", "convert",
+           "create_model", "get_preset", "infer_config", "load", "preset_name", "save"]

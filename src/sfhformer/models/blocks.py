@@ -1,0 +1,239 @@
+"""The modules SFHformer is built of.
+
+Shapes: feature maps are (B, C, H, W) float tensors. Every module keeps H and W.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv1x1(in_ch: int, out_ch: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 1, bias=bias)
+
+
+def dwconv(ch: int, kernel: int, dilation: int = 1, padding_mode: str = "zeros") -> nn.Conv2d:
+    """Depthwise convolution with "same" padding."""
+    return nn.Conv2d(ch, ch, kernel, padding=dilation * (kernel // 2), dilation=dilation,
+                     groups=ch, padding_mode=padding_mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frequency domain
+# ---------------------------------------------------------------------------------------------
+
+def to_frequency(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) real -> (B, 2C, H, W//2+1): rfft2 (ortho), re/im interleaved per channel."""
+    f = torch.fft.rfft2(x, norm="ortho")
+    b, c, h, w = f.shape
+    return torch.view_as_real(f).permute(0, 1, 4, 2, 3).reshape(b, 2 * c, h, w)
+
+
+def from_frequency(f: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`to_frequency`: (B, 2C, H, W//2+1) -> (B, C, *size) real."""
+    b, c2, h, w = f.shape
+    f = f.reshape(b, c2 // 2, 2, h, w).permute(0, 1, 3, 4, 2).contiguous()
+    return torch.fft.irfft2(torch.view_as_complex(f), s=size, norm="ortho")
+
+
+class FourierUnit(nn.Module):
+    """Global mixing by 1x1 convolutions on the image's spectrum.
+
+    rfft2 -> [BN] -> [f + dwconv3x3(f)] (frequency-conditional positional encoding) ->
+    1x1 conv, or K grouped 1x1 convs mixed per frequency by softmax weights (frequency dynamic
+    convolution) -> GELU -> irfft2. The three families switch the optional parts.
+
+    The spectrum is computed in float32 with autocast off: cuFFT in half precision accepts
+    only power-of-two sizes, and the spectrum's dynamic range suffers in 16 bits.
+
+    Args:
+        channels: C, channels in and out; the spectrum has 2C real channels.
+        num_kernels: K > 1 enables the dynamic mixing of K kernels.
+        norm: BatchNorm on the spectrum.
+        pos_enc: the depthwise 3x3 positional encoding.
+        dynamic: build the softmax mixing weights (the paper family has them even at K=1).
+    """
+
+    def __init__(self, channels: int, num_kernels: int = 1, norm: bool = True, pos_enc: bool = True,
+                 dynamic: bool = True) -> None:
+        super().__init__()
+        spec = 2 * channels
+        self.num_kernels = num_kernels
+        self.norm = nn.BatchNorm2d(spec) if norm else None
+        self.pos_enc = dwconv(spec, 3) if pos_enc else None
+        self.mix_logits = conv1x1(spec, num_kernels) if dynamic else None
+        self.spectral_conv = nn.Conv2d(spec, spec * num_kernels, 1, groups=num_kernels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            f = to_frequency(x.float()).to(self.spectral_conv.weight.dtype)
+            f = self.spectral_mix(f)
+            y = from_frequency(f.float(), x.shape[-2:])
+        return y.to(x.dtype)
+
+    def spectral_mix(self, f: torch.Tensor) -> torch.Tensor:
+        """The processing of the interleaved spectrum, (B, 2C, H, W') -> same."""
+        if self.norm is not None:
+            f = self.norm(f)
+        if self.pos_enc is not None:
+            f = f + self.pos_enc(f)
+        g = self.spectral_conv(f)
+        if self.mix_logits is not None:
+            b, spec, h, w = f.shape
+            weights = torch.softmax(self.mix_logits(f), dim=1)  # (B, K, H, W')
+            g = (g.view(b, self.num_kernels, spec, h, w) * weights.unsqueeze(2)).sum(1)
+        return F.gelu(g)
+
+
+class GlobalBranch(nn.Module):
+    """The frequency (global) half of the mixer, width d -> d.
+
+    With ``project``: v = GELU(1x1 d->2d); GELU(1x1 2d->d (FourierUnit(v) + v)).
+    Without (haze family): FourierUnit(x) + x.
+    """
+
+    def __init__(self, dim: int, fourier: FourierUnit, project: bool = True) -> None:
+        super().__init__()
+        self.proj_in = conv1x1(dim, 2 * dim) if project else None
+        self.fourier = fourier
+        self.proj_out = conv1x1(2 * dim, dim) if project else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj_in is None:
+            return self.fourier(x) + x
+        v = F.gelu(self.proj_in(x))
+        return F.gelu(self.proj_out(self.fourier(v) + v))
+
+
+# ---------------------------------------------------------------------------------------------
+# Spatial domain
+# ---------------------------------------------------------------------------------------------
+
+class DilatedLocalBranch(nn.Module):
+    """The spatial (local) half of the mixer: depthwise 3x3, dilation 1 and 2, on channel halves."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dw_dil1 = dwconv(dim // 2, 3, dilation=1)
+        self.dw_dil2 = dwconv(dim // 2, 3, dilation=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.cat([self.dw_dil1(a), self.dw_dil2(b)], dim=1)
+
+
+class MultiScaleFFN(nn.Module):
+    """MCFN: 1x1 d->2d, four chunks (identity, dw 3x3, 5x5, 7x7), GELU, 1x1 2d->d."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        hidden = 2 * dim
+        self.proj_in = conv1x1(dim, hidden)
+        self.dw3 = dwconv(hidden // 4, 3)
+        self.dw5 = dwconv(hidden // 4, 5)
+        self.dw7 = dwconv(hidden // 4, 7)
+        self.proj_out = conv1x1(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0, x1, x2, x3 = self.proj_in(x).chunk(4, dim=1)
+        x = torch.cat([x0, self.dw3(x1), self.dw5(x2), self.dw7(x3)], dim=1)
+        return self.proj_out(F.gelu(x))
+
+
+class LowLightMultiKernel(nn.Module):
+    """The low-light family's multi-kernel module (its FFN and its mixer's local branch).
+
+    Like :class:`MultiScaleFFN` but with reflect padding and a GELU after every convolution.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        hidden = 2 * dim
+        self.proj_in = conv1x1(dim, hidden)
+        self.dw3 = dwconv(hidden // 4, 3, padding_mode="reflect")
+        self.dw5 = dwconv(hidden // 4, 5, padding_mode="reflect")
+        self.dw7 = dwconv(hidden // 4, 7, padding_mode="reflect")
+        self.proj_out = conv1x1(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0, x1, x2, x3 = F.gelu(self.proj_in(x)).chunk(4, dim=1)
+        x = torch.cat([x0, F.gelu(self.dw3(x1)), F.gelu(self.dw5(x2)), F.gelu(self.dw7(x3))], dim=1)
+        return F.gelu(self.proj_out(x))
+
+
+class ChannelAttention(nn.Module):
+    """x * sigmoid(expand(act(reduce(mean over H, W of x))))."""
+
+    def __init__(self, channels: int, hidden: int, act: type[nn.Module] = nn.ReLU) -> None:
+        super().__init__()
+        self.reduce = conv1x1(channels, hidden)
+        self.act = act()
+        self.expand = conv1x1(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3), keepdim=True)
+        return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixers and the block
+# ---------------------------------------------------------------------------------------------
+
+class Mixer(nn.Module):
+    """LGPM, the token mixer (paper and haze families).
+
+    1x1 d->2d, halves a and b; concat(local(a), global(b)); GELU; channel attention; 1x1 2d->d.
+    """
+
+    def __init__(self, dim: int, global_branch: GlobalBranch) -> None:
+        super().__init__()
+        self.proj_in = conv1x1(dim, 2 * dim)
+        self.local_branch = DilatedLocalBranch(dim)
+        self.global_branch = global_branch
+        self.attention = ChannelAttention(2 * dim, dim, nn.ReLU)
+        self.out_proj = conv1x1(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.proj_in(x).chunk(2, dim=1)
+        z = F.gelu(torch.cat([self.local_branch(a), self.global_branch(b)], dim=1))
+        return self.out_proj(self.attention(z))
+
+
+class LowLightMixer(nn.Module):
+    """The low-light family's mixer: GELU after the input projection, a multi-kernel local
+    branch, and the channel attention after the output projection (1x1 + dw 3x3 reflect)."""
+
+    def __init__(self, dim: int, global_branch: GlobalBranch) -> None:
+        super().__init__()
+        self.proj_in = conv1x1(dim, 2 * dim)
+        self.local_branch = LowLightMultiKernel(dim)
+        self.global_branch = global_branch
+        self.out_proj = nn.Sequential(conv1x1(2 * dim, dim), dwconv(dim, 3, padding_mode="reflect"))
+        self.attention = ChannelAttention(dim, dim // 4, nn.GELU)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = F.gelu(self.proj_in(x)).chunk(2, dim=1)
+        z = torch.cat([self.local_branch(a), self.global_branch(b)], dim=1)
+        return self.attention(F.gelu(self.out_proj(z)))
+
+
+class Block(nn.Module):
+    """x + beta * mixer(BN(x)), then + gamma * ffn(BN(.)); beta, gamma start at zero so a new
+    block is the identity. The low-light family has no beta and gamma (``layer_scale=False``)."""
+
+    def __init__(self, dim: int, mixer: nn.Module, ffn: nn.Module, layer_scale: bool = True) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(dim)
+        self.mixer = mixer
+        self.norm2 = nn.BatchNorm2d(dim)
+        self.ffn = ffn
+        self.beta = nn.Parameter(torch.zeros(1, dim, 1, 1)) if layer_scale else None
+        self.gamma = nn.Parameter(torch.zeros(1, dim, 1, 1)) if layer_scale else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.mixer(self.norm1(x))
+        x = x + (m if self.beta is None else self.beta * m)
+        f = self.ffn(self.norm2(x))
+        return x + (f if self.gamma is None else self.gamma * f)
