@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +180,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], S
         except pickle.UnpicklingError as e:
             raise CheckpointError(f"{path}: holds objects other than tensors, or is not a PyTorch "
                                   f"checkpoint; refusing to unpickle it ({_first_line(e)})") from None
-        except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, UnicodeDecodeError) as e:
+        except Exception as e:  # garbage makes torch raise anything (KeyError, EOFError, zip errors...)
             raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
                                   f"{_first_line(e)}") from None
         if isinstance(obj, dict) and "config" in obj:
@@ -212,19 +211,18 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             if inner is None:
                 break
             obj = inner
-    if not isinstance(obj, dict) or not obj:
-        raise CheckpointError(f"{path}: holds no state dict (expected a dict of tensors, or one under "
-                              f"one of the keys {list(_WRAPPER_KEYS)})")
     state = {}
-    for key, value in obj.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        state[key] = value
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, torch.Tensor):
+                for prefix in _PREFIXES:
+                    key = key.removeprefix(prefix)
+                state[key] = value
     if not state:
-        raise CheckpointError(f"{path}: holds no tensors")
+        found = f"top-level keys: {', '.join(map(str, list(obj)[:6]))}" if isinstance(obj, dict) and obj \
+            else f"found {type(obj).__name__}"
+        raise CheckpointError(f"{path}: holds no state dict (expected a dict of tensors, or one under one of "
+                              f"{', '.join(_WRAPPER_KEYS)}; {found})")
     return state
 
 
