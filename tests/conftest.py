@@ -31,3 +31,31 @@ def official_presets():
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)
+
+
+def identity_model():
+    """A small paper model whose output equals its input exactly (its head is zero)."""
+    import sfhformer
+    model = sfhformer.SFHformer(sfhformer.SFHformerConfig(**SMALL["paper_k1"]))
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.zero_()
+    return model.eval()
+
+
+def active_model(preset="sfhformer_t", seed=0):
+    """A random model whose blocks all act (non-zero beta/gamma): it changes images globally."""
+    import sfhformer
+    torch.manual_seed(seed)
+    model = sfhformer.create_model(preset)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                p.normal_(std=0.3)
+    return model.eval()
+
+
+def photo(name="chelsea"):
+    """A real photograph shipped with scikit-image, (H, W, 3) uint8 (or (H, W) for gray ones)."""
+    import skimage.data
+    return getattr(skimage.data, name)()

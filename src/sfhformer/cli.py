@@ -80,6 +80,47 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {dst} ({name}; {model.config})")
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from .io import ImageError, list_images, output_suffix, read_image, write_image
+    from .restore import Restorer
+
+    restorer = Restorer.from_pretrained(
+        args.weights, device=args.device, preset=args.preset, overrides=_parse_overrides(args.set),
+        half=args.half, tile=args.tile, tile_overlap=args.tile_overlap, max_pixels=args.max_pixels,
+        ensemble=args.ensemble, progress=True)
+    paths, errors = list_images(args.inputs)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    outdir = Path(args.output)
+    written: dict[Path, Path] = {}
+    failed = len(errors)
+    for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):
+        try:
+            picture = read_image(path)
+            dst = outdir / f"{path.stem}{args.suffix}{output_suffix(picture.format)}"
+            if dst in written:
+                raise ImageError(f"{path}: its output {dst} would overwrite that of {written[dst]}")
+            if dst.exists() and not args.overwrite:
+                raise ImageError(f"{path}: output {dst} exists; pass --overwrite to replace it")
+            restored = restorer.restore_picture(picture)
+            write_image(dst, restored.pixels, restored.alpha)
+            written[dst] = path
+        except ImageError as e:
+            failed += 1
+            tqdm.write(f"error: {e}", file=sys.stderr)
+        except torch.OutOfMemoryError:
+            failed += 1
+            tqdm.write(f"error: {path}: out of memory; try a smaller --tile or --max-pixels", file=sys.stderr)
+        except Exception as e:  # one bad input must not stop the batch
+            failed += 1
+            tqdm.write(f"error: {path}: {type(e).__name__}: {e}", file=sys.stderr)
+    print(f"restored {len(written)} image(s) into {outdir}" + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfhformer", description="SFHformer image restoration.")
     parser.add_argument("--version", action="version", version=f"sfhformer {__version__}")
@@ -101,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. fourier_bn=false")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("restore", help="restore image files")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--weights", required=True, help="weights file (ours or the authors') or bundled model name")
+    p.add_argument("--preset", help="architecture of an authors' checkpoint where keys cannot tell (haze_its)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--half", action="store_true", help="float16 autocast (CUDA)")
+    p.add_argument("--tile", type=int, help="tile side in pixels (default: tile only above --max-pixels)")
+    p.add_argument("--tile-overlap", type=int, default=64, help="pixels shared by neighbouring tiles")
+    p.add_argument("--max-pixels", type=int, default=1024 * 1024,
+                   help="largest image run in one pass when --tile is not given (default 1048576)")
+    p.add_argument("--ensemble", action="store_true", help="8-way flip/rotate self-ensemble (8x slower)")
+    p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_restore)
     return parser
 
 

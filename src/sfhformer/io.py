@@ -1,0 +1,220 @@
+"""Image files in and out, at their native bit depth.
+
+Pillow identifies every file (clear errors, EXIF orientation, palette and grayscale modes);
+OpenCV decodes and encodes what Pillow cannot keep at full depth (16-bit colour PNG and
+TIFF). Pixels travel as numpy arrays:
+
+- ``pixels``: (H, W, C) with C = 1 (grayscale) or 3 (RGB), uint8 or uint16;
+- ``alpha``: (H, W) of the same dtype, or None; carried through restoration untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Extensions read as images when a folder is given.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".ppm", ".pgm")
+# Formats written as they came (lossless); everything else is written as PNG.
+LOSSLESS_OUTPUTS = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp"}
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or written; the message names the file and the problem."""
+
+
+@dataclass
+class Picture:
+    """A decoded image file."""
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+
+    @property
+    def max_value(self) -> int:
+        return int(np.iinfo(self.pixels.dtype).max)
+
+    @property
+    def grayscale(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+
+# EXIF orientation -> numpy transform, as PIL.ImageOps.exif_transpose does it.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _is_deep_colour(im) -> bool:
+    """16-bit RGB(A) PNG/TIFF, which Pillow would silently reduce to 8 bits."""
+    if im.mode not in ("RGB", "RGBA") or not im.tile:
+        return False
+    rawmode = im.tile[0].args[0] if isinstance(im.tile[0].args, tuple) else im.tile[0].args
+    return isinstance(rawmode, str) and "16" in rawmode
+
+
+def read_image(path: str | os.PathLike) -> Picture:
+    """Decode an image file: 8/16-bit PNG and TIFF, JPEG (EXIF orientation applied), WebP, BMP,
+    GIF (first frame), PPM/PGM; grayscale, RGB, RGBA, grayscale + alpha, palette.
+
+    Raises:
+        ImageError: missing, empty, truncated, non-image or zero-size files.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+    try:
+        with Image.open(path) as im:
+            fmt = im.format or "unknown"
+            if im.width == 0 or im.height == 0:
+                raise ImageError(f"{path}: zero-size image ({im.width}x{im.height})")
+            deep = _is_deep_colour(im)  # before getexif(), which may load the image and drop its tiles
+            orientation = im.getexif().get(0x0112, 1)
+            if deep:
+                pixels, alpha = _read_deep_colour(path)
+                if orientation in _ORIENT:
+                    pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
+                    alpha = None if alpha is None else np.ascontiguousarray(_ORIENT[orientation](alpha))
+                return Picture(pixels, alpha, fmt)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            pixels, alpha = _from_pil(im, path)
+            return Picture(pixels, alpha, fmt)
+    except UnidentifiedImageError:
+        size = _png_header_size(path)
+        if size is not None and 0 in size:
+            raise ImageError(f"{path}: zero-size image ({size[0]}x{size[1]})") from None
+        raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
+
+
+def _png_header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR, read directly: Pillow refuses zero-size PNGs unnamed."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
+def _read_deep_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise ImageError(f"{path}: truncated or corrupt image (OpenCV could not decode it)")
+    if data.ndim == 2:
+        return data[..., None], None
+    rgb = np.ascontiguousarray(data[..., 2::-1])
+    return rgb, (np.ascontiguousarray(data[..., 3]) if data.shape[2] == 4 else None)
+
+
+def _from_pil(im, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    mode = im.mode
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
+        mode = im.mode
+    if mode == "1":
+        im, mode = im.convert("L"), "L"
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.array(im).astype(np.uint16)[..., None], None
+    if mode == "I":
+        arr = np.array(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ImageError(f"{path}: 32-bit integer image with values outside 0..65535 is not supported")
+        return arr.astype(np.uint16)[..., None], None
+    if mode == "F":
+        raise ImageError(f"{path}: floating-point images are not supported; convert to 8 or 16 bits")
+    if mode == "L":
+        return np.array(im)[..., None], None
+    if mode == "LA":
+        arr = np.array(im)
+        return np.ascontiguousarray(arr[..., :1]), np.ascontiguousarray(arr[..., 1])
+    if mode == "RGBA":
+        arr = np.array(im)
+        return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
+    if mode != "RGB":
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, ...
+    return np.array(im), None
+
+
+def output_suffix(input_format: str) -> str:
+    """The extension to write a restored image with: the input's where lossless, else PNG."""
+    return LOSSLESS_OUTPUTS.get(input_format, ".png")
+
+
+def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray | None = None) -> Path:
+    """Encode ``pixels`` ((H, W, 1|3) or (H, W), uint8/uint16) and ``alpha`` to ``path``,
+    atomically: a temporary file beside it is renamed into place once complete. The format
+    follows the extension (.png, .tif/.tiff, .bmp, .jpg, .webp); 16 bits need PNG or TIFF."""
+    import cv2
+
+    from .utils import atomic_path
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+        raise ImageError(f"{path}: cannot write pixels of shape {pixels.shape} and dtype {pixels.dtype}")
+    if pixels.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
+        raise ImageError(f"{path}: 16-bit images can be written as PNG or TIFF only")
+    data = pixels[..., ::-1] if pixels.shape[2] == 3 else pixels  # OpenCV wants BGR
+    if alpha is not None:
+        colour = data if data.shape[2] == 3 else np.repeat(data, 3, axis=2)  # OpenCV: no gray+alpha
+        data = np.concatenate([colour, alpha[..., None].astype(pixels.dtype)], axis=2)
+    data = np.ascontiguousarray(data[..., 0] if data.shape[2] == 1 else data)
+    with atomic_path(path, suffix=suffix) as tmp:
+        if not cv2.imwrite(str(tmp), data):
+            raise ImageError(f"{path}: could not encode the image as {suffix or 'an unknown format'}")
+    return path
+
+
+def list_images(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Expand files, folders (their image files, sorted) and glob patterns.
+
+    Returns the image paths, in order and without repeats, and one error line for each input
+    that names nothing.
+    """
+    import glob
+
+    found: list[Path] = []
+    errors: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not images:
+                errors.append(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            found += images
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+            if not matches:
+                errors.append(f"{item}: pattern matches no file")
+            found += matches
+        else:
+            errors.append(f"{path}: no such file or folder")
+    seen: set[Path] = set()
+    unique = [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+    return unique, errors

@@ -1,0 +1,45 @@
+"""Weights that ship inside the package, by name (no hub is reached at run time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class BundledWeights:
+    """A trained model shipped in ``sfhformer/weights``; ``recipe`` retrains it."""
+
+    file: str
+    task: str
+    description: str
+    recipe: str
+
+
+BUNDLED: dict[str, BundledWeights] = {}
+
+
+def available() -> dict[str, BundledWeights]:
+    """The bundled models whose files are present in this installation."""
+    return {name: w for name, w in BUNDLED.items() if (WEIGHTS_DIR / w.file).is_file()}
+
+
+def resolve_weights(weights: str | os.PathLike) -> Path:
+    """A weights file path from a path or a bundled model name.
+
+    Raises:
+        FileNotFoundError: neither an existing file nor a bundled name (the message lists them).
+    """
+    path = Path(weights)
+    if path.is_file():
+        return path
+    if str(weights) in BUNDLED:
+        bundled = WEIGHTS_DIR / BUNDLED[str(weights)].file
+        if bundled.is_file():
+            return bundled
+        raise FileNotFoundError(f"{bundled}: bundled weights {str(weights)!r} are missing from this installation")
+    names = ", ".join(available()) or "none in this installation"
+    raise FileNotFoundError(f"{weights}: no such weights file, nor a bundled model name (bundled: {names})")

@@ -1,0 +1,278 @@
+"""Restoring images: device choice, tiling with smooth blending, self-ensemble, ``Restorer``.
+
+SFHformer's frequency branch sees the whole input, so the whole image is run when it fits a
+pixel budget; larger images are cut into overlapping tiles whose outputs are blended with a
+raised-cosine window (weights ramp over the overlap on sides that face another tile), so no
+seams show.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .io import Picture, read_image
+from .models import SFHformer, load
+
+# Whole images up to this many pixels are run in one pass; larger ones are tiled. On the CPU,
+# sfhformer_s needs about 1.5 GB at 1024x1024 (benchmarks/restore.py measures it).
+DEFAULT_MAX_PIXELS = 1024 * 1024
+DEFAULT_TILE_OVERLAP = 64
+
+Tensor = torch.Tensor
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU; ``"cuda"`` without CUDA is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return device
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiling
+# ---------------------------------------------------------------------------------------------
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` with at least ``overlap``."""
+    if size <= tile:
+        return [0]
+    stride = max(tile - overlap, 1)
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def blend_window(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> Tensor:
+    """1-D weights: 1 inside, a raised-cosine ramp over ``overlap`` on sides facing a neighbour.
+
+    Every weight is > 0, so each pixel is covered by at least one tile with positive weight.
+    """
+    w = torch.ones(length)
+    n = min(overlap, length // 2)
+    if n > 0:
+        ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(n) + 0.5) / n)
+        if ramp_start:
+            w[:n] = ramp
+        if ramp_end:
+            w[-n:] = torch.minimum(w[-n:], ramp.flip(0))
+    return w
+
+
+def forward_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int,
+                  on_tile: Callable[[], None] | None = None) -> Tensor:
+    """Apply ``fn`` ((B, C, h, w) -> same shape) tile by tile and blend the results.
+
+    Args:
+        x: (B, C, H, W). tile: tile side in pixels. overlap: pixels shared by neighbours.
+        on_tile: called after each tile (progress bars).
+    """
+    _, _, h, w = x.shape
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    out = torch.zeros_like(x)
+    weight = torch.zeros(1, 1, h, w, dtype=x.dtype, device=x.device)
+    for y0 in ys:
+        wy = blend_window(th, overlap, y0 > 0, y0 + th < h)
+        for x0 in xs:
+            wx = blend_window(tw, overlap, x0 > 0, x0 + tw < w)
+            win = (wy[:, None] * wx[None, :]).to(x)
+            out[..., y0:y0 + th, x0:x0 + tw] += fn(x[..., y0:y0 + th, x0:x0 + tw]) * win
+            weight[..., y0:y0 + th, x0:x0 + tw] += win
+            if on_tile is not None:
+                on_tile()
+    return out / weight
+
+
+def count_tiles(h: int, w: int, tile: int, overlap: int) -> int:
+    return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-ensemble
+# ---------------------------------------------------------------------------------------------
+
+def dihedral(x: Tensor, k: int) -> Tensor:
+    """The k-th (0..7) of the 8 flips/rotations of the last two dims."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
+def dihedral_inverse(x: Tensor, k: int) -> Tensor:
+    x = x.flip(-1) if k >= 4 else x
+    return torch.rot90(x, -(k % 4), dims=(-2, -1))
+
+
+def forward_ensemble(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """The mean of ``fn`` over the 8 flips/rotations, each mapped back (x8 self-ensemble)."""
+    return sum(dihedral_inverse(fn(dihedral(x, k)), k) for k in range(8)) / 8
+
+
+# ---------------------------------------------------------------------------------------------
+# The Restorer
+# ---------------------------------------------------------------------------------------------
+
+class Restorer:
+    """Restore images with a model: paths, PIL images, numpy arrays or tensors.
+
+    Args:
+        model: an :class:`SFHformer` (put in eval mode here).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... .
+        half: float16 autocast (CUDA only; ignored with a warning elsewhere).
+        tile: tile side; ``None`` tiles automatically only above ``max_pixels``.
+        tile_overlap: pixels shared by neighbouring tiles.
+        max_pixels: the largest image run in one pass when ``tile`` is None.
+        ensemble: average the 8 flips/rotations (8x slower, usually a little better).
+        progress: show a progress bar over the tiles of large images.
+    """
+
+    def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
+                 tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, ensemble: bool = False, progress: bool = False) -> None:
+        self.device = resolve_device(device)
+        if tile is not None and tile < 16:
+            raise ValueError(f"tile must be at least 16 pixels, got {tile}")
+        if tile_overlap < 0 or (tile is not None and tile_overlap >= tile):
+            raise ValueError(f"tile overlap must be in [0, tile), got {tile_overlap} for tile {tile}")
+        if half and self.device.type != "cuda":
+            import warnings
+            warnings.warn("half precision is for CUDA devices; running in float32", stacklevel=2)
+            half = False
+        self.model = model.to(self.device).eval()
+        self.half, self.tile, self.tile_overlap = half, tile, tile_overlap
+        self.max_pixels, self.ensemble, self.progress = max_pixels, ensemble, progress
+
+    @classmethod
+    def from_pretrained(cls, weights: str | os.PathLike, device: str | torch.device = "auto",
+                        preset: str | None = None, overrides: dict[str, Any] | None = None,
+                        **kwargs: Any) -> "Restorer":
+        """A Restorer from a weights file (ours or the authors') or a bundled model name."""
+        from .pretrained import resolve_weights
+
+        return cls(load(resolve_weights(weights), preset, **(overrides or {})), device=device, **kwargs)
+
+    # -- tensors ---------------------------------------------------------------------------
+
+    def tile_size(self, h: int, w: int) -> int | None:
+        """The tile side used for an h x w image, or None for one pass."""
+        if self.tile is not None:
+            return self.tile if max(h, w) > self.tile else None
+        if h * w <= self.max_pixels:
+            return None
+        return max(16, int(math.sqrt(self.max_pixels)) // 8 * 8)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+            return self.model(x).float()
+
+    @torch.inference_mode()
+    def restore_tensor(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, H, W) float32 in [0, 1] (clamped), on x's device."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        src_device = x.device
+        x = x.to(self.device, torch.float32)
+        tile = self.tile_size(*x.shape[-2:])
+        bar = None
+        if tile is None:
+            fn = self._forward
+        else:
+            if self.progress:
+                from tqdm.auto import tqdm
+                total = count_tiles(*x.shape[-2:], tile, self.tile_overlap) * (8 if self.ensemble else 1)
+                bar = tqdm(total=total, desc="tiles", unit="tile", leave=False)
+
+            def fn(t: Tensor) -> Tensor:
+                return forward_tiled(self._forward, t, tile, self.tile_overlap,
+                                     on_tile=bar.update if bar is not None else None)
+        try:
+            y = forward_ensemble(fn, x) if self.ensemble else fn(x)
+        finally:
+            if bar is not None:
+                bar.close()
+        return y.clamp_(0, 1).to(src_device)
+
+    # -- arrays and images -----------------------------------------------------------------
+
+    def restore_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(H, W, 1|3) uint8/uint16/float array -> same shape and dtype, rounded and clamped.
+
+        Grayscale goes through the 3-channel model and comes back as the mean of its channels.
+        Float arrays are taken to be in [0, 1].
+        """
+        if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+            raise ValueError(f"zero-size image ({pixels.shape[1]}x{pixels.shape[0]})")
+        dtype = pixels.dtype
+        scale = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32) / scale).permute(2, 0, 1)[None]
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        y = self.restore_tensor(x)[0].permute(1, 2, 0).numpy()
+        if pixels.shape[2] == 1:
+            y = y.mean(axis=2, keepdims=True)
+        if scale == 1.0:
+            return y.astype(dtype)
+        return np.clip(np.rint(y * scale), 0, scale).astype(dtype)
+
+    def restore_picture(self, picture: Picture) -> Picture:
+        """A decoded file, restored; alpha untouched, bit depth kept."""
+        return Picture(self.restore_pixels(picture.pixels), picture.alpha, picture.format)
+
+    def restore(self, image: Any) -> Any:
+        """Restore a path, a PIL image, a numpy array or a tensor, returning the same kind.
+
+        - path (str or Path): the decoded file, restored, as a numpy array in the file's
+          bit depth: (H, W) grayscale, (H, W, 3) RGB, or with alpha (H, W, 2) / (H, W, 4);
+        - PIL image: a PIL image of the same mode (palette images come back as RGB/RGBA);
+        - numpy: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8/uint16/float in [0, 1];
+        - tensor: (3, H, W) or (B, 3, H, W) float in [0, 1], on any device.
+        """
+        if isinstance(image, (str, os.PathLike)):
+            pic = self.restore_picture(read_image(Path(image)))
+            return _join_alpha(pic.pixels, pic.alpha)
+        if isinstance(image, torch.Tensor):
+            if image.ndim == 3:
+                return self.restore_tensor(image[None])[0].to(image.dtype)
+            return self.restore_tensor(image).to(image.dtype)
+        if isinstance(image, np.ndarray):
+            return self._restore_numpy(image)
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            return self._restore_pil(image)
+        raise TypeError(f"cannot restore a {type(image).__name__}; pass a path, PIL image, numpy array or tensor")
+
+    def _restore_numpy(self, arr: np.ndarray) -> np.ndarray:
+        if arr.ndim == 2:
+            return self.restore_pixels(arr[..., None])[..., 0]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"expected an (H, W) or (H, W, C) array with C in 1..4, got shape {arr.shape}")
+        if arr.shape[2] in (2, 4):  # colour + alpha: alpha untouched
+            return _join_alpha(self.restore_pixels(arr[..., :-1]), arr[..., -1])
+        return self.restore_pixels(arr)
+
+    def _restore_pil(self, im):
+        from PIL import Image
+
+        from .io import _from_pil
+
+        pixels, alpha = _from_pil(im, Path(getattr(im, "filename", "") or "<PIL image>"))
+        result = Image.fromarray(_join_alpha(self.restore_pixels(pixels), alpha))
+        return result.convert("I") if im.mode == "I" else result  # 32-bit "I" holds 16-bit values
+
+
+def _join_alpha(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """(H, W, C) + (H, W) alpha -> (H, W, C+1); grayscale without alpha -> (H, W)."""
+    if alpha is not None:
+        return np.concatenate([pixels, alpha[..., None].astype(pixels.dtype)], axis=2)
+    return pixels[..., 0] if pixels.shape[2] == 1 else pixels
