@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -121,6 +122,50 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainingError, load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        summary = train(cfg)
+    except TrainingError as e:
+        print(f"sfhformer train: {e}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = f", best val PSNR {summary['best_psnr']:.2f} dB" if summary["best_psnr"] > -1e9 else ""
+        print(f"done at step {summary['step']}: loss {summary['loss']:.4f}{best}; weights {summary['last']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_folders, evaluate_restorer, format_table, summarize, write_reports
+
+    if args.pred or args.gt:
+        if not (args.pred and args.gt) or args.weights or args.data:
+            raise UserError("score folders with --pred DIR --gt DIR, or a model with --weights W --data DIR")
+        crop, y = args.crop_border or 0, bool(args.y_channel)
+        rows = evaluate_folders(args.pred, args.gt, crop, y)
+    else:
+        if not (args.weights and args.data):
+            raise UserError("give --weights and --data (or --pred and --gt)")
+        from .data import LAYOUTS, PairedImageDataset
+        from .restore import Restorer
+
+        dataset = PairedImageDataset(args.data, layout=args.layout)
+        layout = LAYOUTS[args.layout]
+        crop = layout.crop_border if args.crop_border is None else args.crop_border
+        y = layout.y_channel if args.y_channel is None else args.y_channel
+        restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
+                                            overrides=_parse_overrides(args.set), tile=args.tile,
+                                            ensemble=args.ensemble)
+        rows = evaluate_restorer(restorer, dataset, crop, y, save_dir=args.save_images)
+    summary = summarize(rows, crop_border=crop, y_channel=y)
+    print(format_table(rows, summary))
+    print(f"{summary['images']} images, {'Y channel (BT.601)' if y else 'RGB'}, crop border {crop}")
+    write_reports(rows, summary, args.csv, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfhformer", description="SFHformer image restoration.")
     parser.add_argument("--version", action="version", version=f"sfhformer {__version__}")
@@ -153,12 +198,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="float16 autocast (CUDA)")
     p.add_argument("--tile", type=int, help="tile side in pixels (default: tile only above --max-pixels)")
     p.add_argument("--tile-overlap", type=int, default=64, help="pixels shared by neighbouring tiles")
-    p.add_argument("--max-pixels", type=int, default=1024 * 1024,
-                   help="largest image run in one pass when --tile is not given (default 1048576)")
+    p.add_argument("--max-pixels", type=int,
+                   help="largest image run in one pass when --tile is not given (default 768*768 = 589824)")
     p.add_argument("--ensemble", action="store_true", help="8-way flip/rotate self-ensemble (8x slower)")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("train", help="train from a YAML config (torchrun for many processes)")
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.steps=1000 train.lr=5e-4")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM of a model on paired data, or of restored folders")
+    p.add_argument("--weights", help="weights file or bundled model name")
+    p.add_argument("--data", help="benchmark folder (see --layout)")
+    p.add_argument("--layout", default="paired", help="folder layout of --data (default: input/ and target/)")
+    p.add_argument("--pred", help="folder of restored images to score (any method)")
+    p.add_argument("--gt", help="folder of ground-truth images, matched to --pred by file stem")
+    y = p.add_mutually_exclusive_group()
+    y.add_argument("--y-channel", dest="y_channel", action="store_true", default=None,
+                   help="score the BT.601 luma (default: per layout; deraining uses Y)")
+    y.add_argument("--rgb", dest="y_channel", action="store_false", help="score RGB")
+    p.add_argument("--crop-border", type=int, default=None, help="pixels cut from each side before scoring")
+    p.add_argument("--csv", help="per-image CSV")
+    p.add_argument("--json", help="summary JSON (with per-image rows)")
+    p.add_argument("--save-images", metavar="DIR", help="keep the restored images")
+    p.add_argument("--preset", help="architecture of an authors' checkpoint where keys cannot tell")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile", type=int, help="tile side (default: whole images up to the pixel budget)")
+    p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

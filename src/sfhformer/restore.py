@@ -21,8 +21,8 @@ from .io import Picture, read_image
 from .models import SFHformer, load
 
 # Whole images up to this many pixels are run in one pass; larger ones are tiled. On the CPU,
-# sfhformer_s needs about 1.5 GB at 1024x1024 (benchmarks/restore.py measures it).
-DEFAULT_MAX_PIXELS = 1024 * 1024
+# sfhformer_s peaks near 2.9 GB at 1024x1024 but 1.6 GB at 768x768 (benchmarks/restore.py).
+DEFAULT_MAX_PIXELS = 768 * 768
 DEFAULT_TILE_OVERLAP = 64
 
 Tensor = torch.Tensor
@@ -129,14 +129,15 @@ class Restorer:
         half: float16 autocast (CUDA only; ignored with a warning elsewhere).
         tile: tile side; ``None`` tiles automatically only above ``max_pixels``.
         tile_overlap: pixels shared by neighbouring tiles.
-        max_pixels: the largest image run in one pass when ``tile`` is None.
+        max_pixels: the largest image run in one pass when ``tile`` is None
+            (default :data:`DEFAULT_MAX_PIXELS`).
         ensemble: average the 8 flips/rotations (8x slower, usually a little better).
         progress: show a progress bar over the tiles of large images.
     """
 
     def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
                  tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, ensemble: bool = False, progress: bool = False) -> None:
+                 max_pixels: int | None = None, ensemble: bool = False, progress: bool = False) -> None:
         self.device = resolve_device(device)
         if tile is not None and tile < 16:
             raise ValueError(f"tile must be at least 16 pixels, got {tile}")
@@ -148,7 +149,8 @@ class Restorer:
             half = False
         self.model = model.to(self.device).eval()
         self.half, self.tile, self.tile_overlap = half, tile, tile_overlap
-        self.max_pixels, self.ensemble, self.progress = max_pixels, ensemble, progress
+        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        self.ensemble, self.progress = ensemble, progress
 
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike, device: str | torch.device = "auto",

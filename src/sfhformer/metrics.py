@@ -1,0 +1,102 @@
+"""PSNR and SSIM as image-restoration papers compute them.
+
+Conventions (those of BasicSR, which most PyTorch restoration papers evaluate with):
+- images are compared as uint8 (0..255); float inputs in [0, 1] are quantized first
+  (clamp, x255, round);
+- ``crop_border`` pixels are removed on every side before measuring;
+- ``y_channel=True`` measures the luma of ITU-R BT.601 YCbCr as MATLAB's ``rgb2ycbcr``
+  defines it: Y = 16 + (65.481 R + 128.553 G + 24.966 B) with R, G, B in [0, 1], so Y is in
+  16..235; it is not rounded again (BasicSR's ``rgb2ycbcr(y_only=True)``);
+- SSIM is Wang et al.'s with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
+  data range 255, population (not sample) covariances, averaged over the valid region and,
+  for RGB, over channels: what scikit-image's ``structural_similarity(gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)`` computes.
+All arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ArrayLike = np.ndarray | torch.Tensor
+
+_BT601_Y = (65.481, 128.553, 24.966)
+
+
+def to_uint8_array(img: ArrayLike) -> np.ndarray:
+    """(H, W, C) / (H, W) numpy (uint8, uint16 or float in [0, 1]) or (C, H, W) / (1, C, H, W)
+    tensor in [0, 1] -> (H, W, C) uint8, rounded and clamped."""
+    if isinstance(img, torch.Tensor):
+        t = img.detach().to("cpu", torch.float64)
+        if t.ndim == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"expected one image, got a batch of {t.shape[0]}")
+            t = t[0]
+        arr = t.permute(1, 2, 0).numpy() if t.ndim == 3 else t.numpy()
+    else:
+        arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W, 1) float64 BT.601 luma in 16..235 (MATLAB rgb2ycbcr)."""
+    x = img.astype(np.float64) / 255.0
+    return (x @ np.array(_BT601_Y) + 16.0)[..., None]
+
+
+def _prepare(pred: ArrayLike, target: ArrayLike, crop_border: int, y_channel: bool
+             ) -> tuple[np.ndarray, np.ndarray]:
+    a, b = to_uint8_array(pred), to_uint8_array(target)
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    if crop_border:
+        a = a[crop_border:-crop_border, crop_border:-crop_border]
+        b = b[crop_border:-crop_border, crop_border:-crop_border]
+        if a.size == 0:
+            raise ValueError(f"crop_border={crop_border} leaves nothing of a {pred.shape} image")
+    if y_channel and a.shape[2] == 3:
+        return rgb_to_y(a), rgb_to_y(b)
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def psnr(pred: ArrayLike, target: ArrayLike, crop_border: int = 0, y_channel: bool = False) -> float:
+    """PSNR in dB of two images (see the module doc for conventions); inf when identical."""
+    a, b = _prepare(pred, target, crop_border, y_channel)
+    mse = np.mean((a - b) ** 2)
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def _gaussian_window(sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(pred: ArrayLike, target: ArrayLike, crop_border: int = 0, y_channel: bool = False) -> float:
+    """SSIM of two images (see the module doc for conventions), averaged over channels."""
+    a, b = _prepare(pred, target, crop_border, y_channel)
+    if min(a.shape[:2]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[1]}x{a.shape[0]}")
+    x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[:, None]  # (C, 1, H, W)
+    y = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1)))[:, None]
+    win = _gaussian_window()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:  # "valid" filtering = scikit-image's border crop
+        return F.conv2d(t, win)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return float(s.mean(dim=(1, 2, 3)).mean())

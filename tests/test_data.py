@@ -1,0 +1,156 @@
+"""Paired layouts, synthetic degradations, identical augmentation of both images."""
+
+import numpy as np
+import pytest
+import torch
+
+from sfhformer.data import Compose, PairedImageDataset, SyntheticDataset, photographs
+from sfhformer.data.datasets import random_crop, random_flip_rotate
+from sfhformer.data.degradations import DEGRADATIONS
+from sfhformer.io import write_image
+
+from conftest import photo
+
+
+def save(path, arr):
+    write_image(path, arr)
+    return path
+
+
+@pytest.fixture(scope="module")
+def img():
+    return photo("coffee")  # 400 x 600
+
+
+def test_sots_indoor_layout_centre_crops_ground_truth(img, tmp_path):
+    (tmp_path / "hazy").mkdir()
+    (tmp_path / "gt").mkdir()
+    gt = np.pad(img, ((40, 40), (20, 20), (0, 0)), mode="reflect")  # 640 x 480
+    save(tmp_path / "gt" / "1400.png", gt)
+    for k in (1, 2):
+        save(tmp_path / "hazy" / f"1400_{k}.png", gt[10:470, 10:630])  # 620 x 460
+    ds = PairedImageDataset(tmp_path, layout="sots_indoor")
+    assert len(ds) == 2
+    s = ds[0]
+    assert s["lq"].shape == s["gt"].shape == (3, 460, 620)
+    assert torch.equal(s["lq"], s["gt"])  # the crop is the centre one
+
+
+def test_rain100_names_in_one_folder(img, tmp_path):
+    for i in (1, 2):
+        save(tmp_path / f"rain-{i:03d}.png", img[:64, :64])
+        save(tmp_path / f"norain-{i:03d}.png", img[:64, :64])
+    ds = PairedImageDataset(tmp_path, layout="rain100")
+    assert [(a.name, b.name) for a, b in ds.pairs] == [("rain-001.png", "norain-001.png"),
+                                                        ("rain-002.png", "norain-002.png")]
+
+
+def test_lol_v2_real_and_extension_free_matching(img, tmp_path):
+    (tmp_path / "Low").mkdir()
+    (tmp_path / "Normal").mkdir()
+    save(tmp_path / "Low" / "low00001.png", img[:32, :32])
+    save(tmp_path / "Normal" / "normal00001.tif", img[:32, :32])
+    assert len(PairedImageDataset(tmp_path, layout="lol_v2_real")) == 1
+
+
+def test_unmatched_files_are_listed(img, tmp_path):
+    (tmp_path / "input").mkdir()
+    (tmp_path / "target").mkdir()
+    for name in ("a", "b", "c"):
+        save(tmp_path / "input" / f"{name}.png", img[:16, :16])
+    save(tmp_path / "target" / "a.png", img[:16, :16])
+    with pytest.raises(ValueError, match=r"2 degraded file\(s\) without a clean partner .*: b\.png, c\.png"):
+        PairedImageDataset(tmp_path)
+
+
+def test_missing_layout_folder_and_unknown_layout(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no degraded folder for layout 'gopro'"):
+        PairedImageDataset(tmp_path, layout="gopro")
+    with pytest.raises(ValueError, match="unknown layout"):
+        PairedImageDataset(tmp_path, layout="nope")
+
+
+def test_size_mismatch_names_both_files(img, tmp_path):
+    (tmp_path / "input").mkdir()
+    (tmp_path / "target").mkdir()
+    save(tmp_path / "input" / "x.png", img[:20, :20])
+    save(tmp_path / "target" / "x.png", img[:24, :20])
+    with pytest.raises(ValueError, match=r"x\.png: size 20x20 differs from its clean partner .*x\.png \(20x24\)"):
+        PairedImageDataset(tmp_path)[0]
+
+
+def test_crops_and_augmentation_are_identical_for_both(img, tmp_path):
+    (tmp_path / "input").mkdir()
+    (tmp_path / "target").mkdir()
+    save(tmp_path / "input" / "x.png", img)
+    save(tmp_path / "target" / "x.png", 255 - img)
+    ds = PairedImageDataset(tmp_path, crop=48, augment=True, seed=3)
+    seen = set()
+    for epoch in range(6):
+        s = ds[(0, epoch)]
+        assert s["lq"].shape == (3, 48, 48)
+        assert torch.allclose(s["lq"], 1 - s["gt"], atol=1e-6)
+        seen.add(float(s["lq"].sum()))
+        assert torch.equal(ds[(0, epoch)]["lq"], s["lq"])  # reproducible from (seed, epoch, index)
+    assert len(seen) > 3
+
+
+def test_small_images_are_padded_or_refused():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 20, 30)
+    (out,) = random_crop([a], 32, g, pad_small=True, name="small.png")
+    assert out.shape == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"small\.png: image is 30x20, smaller than the 32x32 crop"):
+        random_crop([a], 32, g, pad_small=False, name="small.png")
+
+
+def test_flip_rotate_covers_the_eight_transforms():
+    x = torch.arange(16.0).reshape(1, 4, 4)
+    outs = {tuple(random_flip_rotate([x], torch.Generator().manual_seed(s))[0].flatten().tolist()) for s in range(200)}
+    assert len(outs) == 8
+
+
+@pytest.mark.parametrize("kind", list(DEGRADATIONS))
+def test_each_degradation_is_seeded_and_changes_the_image(kind, img):
+    x = torch.from_numpy(img[:96, :128]).permute(2, 0, 1).float() / 255
+    deg = Compose.from_config([{"type": kind}])
+    a = deg(x, torch.Generator().manual_seed(1))
+    b = deg(x, torch.Generator().manual_seed(1))
+    c = deg(x, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert (a - x).abs().mean() > 0.003
+
+
+def test_degradation_physics():
+    x = torch.full((3, 64, 64), 0.5)
+    g = torch.Generator().manual_seed(0)
+    noisy = Compose.from_config([{"type": "gaussian_noise", "sigma": [25, 25]}])(x, g)
+    assert abs(float((noisy - x).std()) * 255 - 25) < 1.5
+    dark = Compose.from_config([{"type": "low_light", "gamma": [2, 2], "scale": [0.5, 0.5], "noise": [0, 0]}])(x, g)
+    assert torch.allclose(dark, torch.full_like(x, 0.125))
+    hazy = Compose.from_config([{"type": "haze", "airlight": [1, 1]}])(torch.zeros(3, 64, 64), g)
+    assert hazy[:, 0].mean() > hazy[:, -1].mean() > 0  # farther (top) is hazier
+    sharp = torch.zeros(3, 33, 33)
+    sharp[:, 16, 16] = 1
+    blurred = Compose.from_config([{"type": "motion_blur", "length": [9, 9]}])(sharp, g)
+    assert abs(float(blurred.sum()) - 3) < 1e-4 and (blurred > 0).sum() >= 3 * 5  # mass kept, spread out
+
+
+def test_compose_config_errors():
+    with pytest.raises(ValueError, match="unknown degradation 'fog'"):
+        Compose.from_config([{"type": "fog"}])
+    with pytest.raises(ValueError, match="has no option"):
+        Compose.from_config([{"type": "jpeg", "sigma": 3}])
+
+
+def test_synthetic_dataset_over_sample_photographs():
+    images = photographs("train")
+    assert len(images) >= 10
+    assert not {p.stem for p in images} & {p.stem for p in photographs("held_out")}
+    ds = SyntheticDataset(images, [{"type": "gaussian_noise", "sigma": [15, 50]}], crop=32, length=20, seed=1)
+    s = ds[(3, 0)]
+    assert s["lq"].shape == s["gt"].shape == (3, 32, 32) and not torch.equal(s["lq"], s["gt"])
+    assert torch.equal(ds[(3, 0)]["lq"], s["lq"]) and not torch.equal(ds[(3, 1)]["gt"], s["gt"])
+    val = SyntheticDataset(images[:2], [{"type": "gaussian_noise"}], fixed=True, augment=False)
+    assert torch.equal(val[(0, 0)]["lq"], val[(0, 5)]["lq"])

@@ -1,0 +1,195 @@
+"""Training: config, sampler, loss, resume equality, 2-process DDP (gloo) against 1 process, NaN stop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import sfhformer
+from sfhformer.train import (EpochBatchSampler, GlobalBatchNorm2d, TrainingError, load_config, restoration_loss,
+                             train)
+
+TINY = {
+    "name": "tiny",
+    "model": {"preset": "sfhformer_t", "widths": [8, 16, 32], "up_widths": [16, 8]},
+    "data": {
+        "train": {"type": "synthetic", "images": ["sample:astronaut", "sample:camera"],
+                  "degradations": [{"type": "gaussian_noise", "sigma": [15, 50]}], "crop": 32, "length": 32},
+        "val": {"type": "synthetic", "images": "sample:chelsea", "fixed": True, "max_side": 64,
+                "degradations": [{"type": "gaussian_noise", "sigma": [25, 25]}]},
+    },
+    "train": {"steps": 6, "batch_size": 4, "num_workers": 0, "ema": 0.9},
+    "val": {"every": 3},
+    "log": {"every": 1},
+    "checkpoint": {"every": 2},
+}
+
+
+def write_config(tmp_path, **sections):
+    cfg = json.loads(json.dumps(TINY))
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def final_state(out_dir):
+    return torch.load(Path(out_dir) / "checkpoints" / "last.pt", weights_only=True)
+
+
+def losses(out_dir):
+    rows = [json.loads(line) for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+# -- pieces -----------------------------------------------------------------------------------
+
+def test_config_defaults_overrides_and_errors(tmp_path):
+    path = write_config(tmp_path)
+    cfg = load_config(path, ["train.lr=5e-4", "model.num_kernels=4", "val.y_channel=true"])
+    assert cfg["train"]["lr"] == 5e-4 and cfg["model"]["num_kernels"] == 4 and cfg["val"]["y_channel"] is True
+    assert cfg["train"]["weight_decay"] == 1e-3 and cfg["train"]["min_lr"] == 1e-6  # the authors' defaults
+    assert cfg["out_dir"] == str(Path("runs") / "tiny")
+    with pytest.raises(ValueError, match="unknown config key 'train.lrr'"):
+        load_config(path, ["train.lrr=1"])
+    (tmp_path / "bad.yaml").write_text("train: [unclosed")
+    with pytest.raises(ValueError, match=r"bad\.yaml: not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="no such config file"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_sampler_splits_each_global_batch_across_processes():
+    single = iter(EpochBatchSampler(10, 4, seed=1))
+    ranks = [iter(EpochBatchSampler(10, 4, seed=1, rank=r, world=2)) for r in range(2)]
+    for _ in range(7):  # crosses epochs (2 batches per epoch)
+        assert next(single) == next(ranks[0]) + next(ranks[1])
+    resumed = iter(EpochBatchSampler(10, 4, seed=1, start_step=5))
+    fresh = iter(EpochBatchSampler(10, 4, seed=1))
+    for _ in range(5):
+        next(fresh)
+    assert next(resumed) == next(fresh)
+    with pytest.raises(ValueError, match="divisible"):
+        EpochBatchSampler(10, 3, world=2)
+
+
+def test_loss_is_l1_plus_a_tenth_of_fft_l1():
+    p, t = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    fp, ft = torch.fft.fft2(p), torch.fft.fft2(t)
+    fft_l1 = torch.cat([(fp.real - ft.real).abs().flatten(), (fp.imag - ft.imag).abs().flatten()]).mean()
+    expected = (p - t).abs().mean() + 0.1 * fft_l1
+    assert torch.allclose(restoration_loss(p, t), expected)
+
+
+def test_global_batchnorm_is_batchnorm_in_one_process():
+    bn, gbn = torch.nn.BatchNorm2d(5), GlobalBatchNorm2d(5)
+    x = torch.randn(4, 5, 6, 7)
+    assert torch.allclose(bn(x), gbn(x), atol=1e-6)
+    assert torch.allclose(bn.running_var, gbn.running_var)
+
+
+# -- whole runs ---------------------------------------------------------------------------------
+
+def test_end_to_end_writes_checkpoints_logs_and_usable_weights(tmp_path):
+    cfg = load_config(write_config(tmp_path, out_dir=str(tmp_path / "run")))
+    summary = train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints"
+    assert summary["step"] == 6 and {p.name for p in ckpt.iterdir()} == {
+        "last.pt", "last.safetensors", "best.pt", "best.safetensors"}
+    assert final_state(tmp_path / "run")["step"] == 6
+    vals = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "val_psnr" in x]
+    assert [v["step"] for v in vals] == [3, 6]
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    model = sfhformer.load(ckpt / "last.safetensors")  # EMA weights, usable by restore
+    assert model.config.widths == (8, 16, 32)
+    assert sfhformer.load(ckpt / "last.pt").config == model.config
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight = load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")))
+    train(straight)
+    interrupted = load_config(write_config(tmp_path, out_dir=str(tmp_path / "b")), ["train.stop_at_step=3"])
+    assert train(interrupted)["step"] == 3
+    assert final_state(tmp_path / "b")["step"] == 3
+    train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "b"))))  # resume: auto
+    a, b = final_state(tmp_path / "a"), final_state(tmp_path / "b")
+    assert b["step"] == 6
+    for key in ("model", "ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_run_killed_mid_way_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL a real training process after its step-2 checkpoint, resume, compare."""
+    straight = load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")), ["checkpoint.every=1"])
+    train(straight)
+    cfg_path = write_config(tmp_path, out_dir=str(tmp_path / "k"), checkpoint={"every": 1},
+                            train={**TINY["train"], "steps": 6})
+    proc = subprocess.Popen([sys.executable, "-m", "sfhformer", "train", str(cfg_path), "val.every=100"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "k" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(losses(tmp_path / "k")) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = final_state(tmp_path / "k")["step"]
+    assert 1 <= killed_at < 6
+    subprocess.run([sys.executable, "-m", "sfhformer", "train", str(cfg_path), "val.every=100"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a, k = final_state(tmp_path / "a"), final_state(tmp_path / "k")
+    assert k["step"] == 6
+    assert all(torch.equal(a["model"][n], k["model"][n]) for n in a["model"])
+
+
+def test_two_process_ddp_matches_one_process(tmp_path):
+    single = load_config(write_config(tmp_path, out_dir=str(tmp_path / "one"),
+                                      train={**TINY["train"], "steps": 3, "ema": 0.0}))
+    train(single)
+    cfg_path = write_config(tmp_path, out_dir=str(tmp_path / "two"), train={**TINY["train"], "steps": 3, "ema": 0.0})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "sfhformer", "train", str(cfg_path)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert list(one) == list(two) == [1, 2, 3]
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-5, abs=1e-6), step
+    a, b = final_state(tmp_path / "one")["model"], final_state(tmp_path / "two")["model"]
+    for name in a:
+        if a[name].is_floating_point():
+            assert torch.allclose(a[name], b[name], atol=1e-4, rtol=1e-4), name
+    # rank 0 alone writes: one log line per step
+    assert len((tmp_path / "two" / "log.jsonl").read_text().splitlines()) == 3 + 1  # + validation at the end
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = load_config(write_config(tmp_path, out_dir=str(tmp_path / "nan")),
+                      ["train.lr=1e30", "checkpoint.every=1", "train.ema=0", "val.every=100"])
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+; stopped\. The last good checkpoint"):
+        train(cfg)
+    state = final_state(tmp_path / "nan")
+    assert state["step"] >= 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_train_command_reports_divergence_in_one_line(tmp_path, capsys):
+    from sfhformer.cli import main
+    path = write_config(tmp_path, out_dir=str(tmp_path / "nan2"))
+    assert main(["train", str(path), "train.lr=1e30", "val.every=100", "train.ema=0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("sfhformer train: loss became")
