@@ -132,10 +132,12 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_run_killed_mid_way_resumes_to_the_same_weights(tmp_path):
     """SIGKILL a real training process after its step-2 checkpoint, resume, compare."""
-    straight = load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")), ["checkpoint.every=1"])
+    steps = 20  # the kill lands after step 3 is logged, well before the end
+    straight = load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")),
+                           ["checkpoint.every=1", f"train.steps={steps}", "val.every=100"])
     train(straight)
     cfg_path = write_config(tmp_path, out_dir=str(tmp_path / "k"), checkpoint={"every": 1},
-                            train={**TINY["train"], "steps": 6})
+                            train={**TINY["train"], "steps": steps})
     proc = subprocess.Popen([sys.executable, "-m", "sfhformer", "train", str(cfg_path), "val.every=100"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / "k" / "log.jsonl"
@@ -147,11 +149,11 @@ def test_run_killed_mid_way_resumes_to_the_same_weights(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = final_state(tmp_path / "k")["step"]
-    assert 1 <= killed_at < 6
+    assert 1 <= killed_at < steps
     subprocess.run([sys.executable, "-m", "sfhformer", "train", str(cfg_path), "val.every=100"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     a, k = final_state(tmp_path / "a"), final_state(tmp_path / "k")
-    assert k["step"] == 6
+    assert k["step"] == steps
     assert all(torch.equal(a["model"][n], k["model"][n]) for n in a["model"])
 
 

@@ -21,7 +21,7 @@ from .io import Picture, read_image
 from .models import SFHformer, load
 
 # Whole images up to this many pixels are run in one pass; larger ones are tiled. On the CPU,
-# sfhformer_s peaks near 2.9 GB at 1024x1024 but 1.6 GB at 768x768 (benchmarks/restore.py).
+# sfhformer_s peaks at 2.8 GB at 1024x1024 but 1.7 GB at 768x768 (benchmarks/restore.py).
 DEFAULT_MAX_PIXELS = 768 * 768
 DEFAULT_TILE_OVERLAP = 64
 
