@@ -166,10 +166,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    results = run_demo(args.output, args.task, args.image, args.device)
+    print(f"{'task':<9} {'degraded PSNR / SSIM':>22} {'restored PSNR / SSIM':>22}")
+    for r in results:
+        print(f"{r['task']:<9} {r['degraded_psnr']:>13.2f} dB / {r['degraded_ssim']:.4f} "
+              f"{r['restored_psnr']:>13.2f} dB / {r['restored_ssim']:.4f}")
+    print(f"wrote {args.output}/<task>_{{clean,degraded,restored,comparison}}.png")
+    return 0
+
+
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    from .spectrum import save_spectrum
+
+    profiles = save_spectrum(args.image, args.output, args.clean)
+    for name, p in profiles.items():
+        print(f"{name:<24} energy above 0.25 cycles/pixel: {p.high_frequency_share():6.1%}   "
+              f"peak band: {p.peak():.3f} cycles/pixel")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from .features import save_features
+
+    arrays = save_features(args.weights, args.image, args.output, args.stage, args.block, args.channels,
+                           args.device)
+    for name, a in arrays.items():
+        print(f"{name:<10} {a.shape[0]} channels of {a.shape[1]}x{a.shape[2]}")
+    print(f"wrote {args.output}/features_stage{args.stage}.png and .npz")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfhformer", description="SFHformer image restoration.")
     parser.add_argument("--version", action="version", version=f"sfhformer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="degrade a bundled photograph, restore it, compare (no files needed)")
+    p.add_argument("-o", "--output", default="sfhformer_demo", help="output folder (default sfhformer_demo)")
+    p.add_argument("--task", action="append", help="denoise or deblur (default: every bundled model)")
+    p.add_argument("--image", help="your own clean photograph instead of the bundled one")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("spectrum", help="Fourier spectra and radial energy profile of an image (and its clean reference)")
+    p.add_argument("image")
+    p.add_argument("clean", nargs="?", help="clean reference: adds its spectrum and the difference's")
+    p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.set_defaults(func=cmd_spectrum)
+
+    p = sub.add_parser("features", help="spatial- and frequency-branch feature maps of a stage, with spectra")
+    p.add_argument("weights", help="weights file or bundled model name")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--stage", type=int, default=1, help="1 encoder1, 2 encoder2, 3 bottleneck, 4 decoder2, 5 decoder1")
+    p.add_argument("--block", type=int, default=-1, help="block within the stage (default: the last)")
+    p.add_argument("--channels", type=int, default=8, help="strongest channels shown per branch")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("info", help="parameters and MACs of presets or weights files")
     p.add_argument("models", nargs="*", help="preset names or weights files (default: every preset)")

@@ -11,15 +11,27 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 @dataclass(frozen=True)
 class BundledWeights:
-    """A trained model shipped in ``sfhformer/weights``; ``recipe`` retrains it."""
+    """A trained model shipped in ``sfhformer/weights``; ``recipe`` retrains it.
+
+    ``demo`` is the degradation (a :class:`~sfhformer.data.Compose` config) that ``sfhformer
+    demo`` applies to a clean photograph before restoring it.
+    """
 
     file: str
-    task: str
     description: str
     recipe: str
+    demo: tuple[dict, ...]
 
 
-BUNDLED: dict[str, BundledWeights] = {}
+BUNDLED: dict[str, BundledWeights] = {
+    "denoise": BundledWeights(
+        "denoise.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 15-50)",
+        "configs/bundled/denoise.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},)),
+    "deblur": BundledWeights(
+        "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
+        "configs/bundled/deblur.yaml",
+        ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_noise", "sigma": [1, 1]})),
+}
 
 
 def available() -> dict[str, BundledWeights]:

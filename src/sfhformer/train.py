@@ -326,8 +326,12 @@ def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
 # The loop
 # ---------------------------------------------------------------------------------------------
 
-def train(cfg: dict[str, Any]) -> dict[str, Any]:
+def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]:
     """Run (or resume) the training described by ``cfg`` (see :func:`load_config`).
+
+    ``model`` replaces the SFHformer that ``cfg["model"]`` describes with any (B, 3, H, W) ->
+    (B, 3, H, W) network (peer comparisons train NAFNet this way); only SFHformers are also
+    exported as safetensors.
 
     Returns a summary: final step, last loss, best validation PSNR, checkpoint paths.
     """
@@ -344,8 +348,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         # -- model, optimiser, schedule, EMA -------------------------------------------------
         torch.manual_seed(tc["seed"])
-        model_cfg = dict(cfg["model"])
-        model: SFHformer = create_model(model_cfg.pop("preset", "sfhformer_t"), **model_cfg).to(procs.device)
+        if model is None:
+            model_cfg = dict(cfg["model"])
+            model = create_model(model_cfg.pop("preset", "sfhformer_t"), **model_cfg)
+        model = model.to(procs.device)
         if procs.world > 1 and tc["sync_bn"]:
             use_global_batchnorm(model)
         net: nn.Module = model
@@ -403,14 +409,15 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         def checkpoint(name: str) -> None:
             if not procs.main:
                 return
+            ours = isinstance(model, SFHformer)
             save_checkpoint(ckpt_dir / f"{name}.pt", {
-                "config": model.config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "config": model.config.to_dict() if ours else None, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None, "step": step, "best_psnr": best_psnr,
                 "rng": _rng_state(), "train_config": cfg})
-            # the weights users restore with: EMA when kept, else the model
-            save(ema.module if ema is not None else model, ckpt_dir / f"{name}.safetensors",
-                 metadata={"step": str(step), "name": cfg["name"]})
+            if ours:  # the weights users restore with: EMA when kept, else the model
+                save(ema.module if ema is not None else model, ckpt_dir / f"{name}.safetensors",
+                     metadata={"step": str(step), "name": cfg["name"]})
 
         # -- loop ----------------------------------------------------------------------------
         bar = tqdm(total=tc["steps"], initial=step, disable=not procs.main, unit="step", dynamic_ncols=True)
