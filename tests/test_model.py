@@ -159,3 +159,64 @@ def test_wrong_input_shape_is_explained():
                                             ("sfhformer_m", 5_826_843), ("sfhformer_l", 7_612_069)])
 def test_paper_parameter_counts(preset, params):
     assert sum(p.numel() for p in create_model(preset).parameters()) == params
+
+
+def _randomized(name, seed=0):
+    """A small model with non-trivial weights and BatchNorm statistics, in eval mode."""
+    torch.manual_seed(seed)
+    model = small(name)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for n, b in model.named_buffers():
+            if n.endswith("running_mean"):
+                b.normal_(0, 0.5)
+            elif n.endswith("running_var"):
+                b.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_fuse_keeps_outputs_and_removes_batchnorms(name, tmp_path):
+    import copy
+    model = _randomized(name)
+    x = torch.rand(2, 3, 37, 45)
+    with torch.no_grad():
+        plain = model(x)
+        fused = copy.deepcopy(model).fuse()
+        out = fused(x)
+    assert (out - plain).abs().max() < 1e-4
+    blocks_bn = [m for n, m in fused.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and ".norm" in n
+                 and "fourier" not in n]
+    assert not blocks_bn
+    assert fused.fuse() is fused
+    if name == "paper_k1":
+        assert all(m.mix_logits is None for m in fused.modules() if isinstance(m, sfhformer.models.blocks.FourierUnit))
+    with pytest.raises(RuntimeError, match="inference only"):
+        fused.train()
+    with pytest.raises(ValueError, match="fused model cannot be saved"):
+        sfhformer.save(fused, tmp_path / "f.safetensors")
+
+
+def test_fuse_matches_the_golden_outputs():
+    from conftest import GOLDEN
+    for case, kw in [("paper_t_g1", {}), ("lol_s", {}), ("haze_small_nobn", {"fourier_bn": False})]:
+        io = torch.load(GOLDEN / f"{case}.io.pt", weights_only=True)
+        with torch.no_grad():
+            out = sfhformer.load(GOLDEN / f"{case}.pth", **kw).fuse()(io["input"])
+        assert (out - io["output"]).abs().max() <= 1e-4, case
+
+
+@pytest.mark.parametrize("name", ["paper_k4", "lol"])
+def test_grad_checkpointing_gives_the_same_gradients_and_statistics(name):
+    import copy
+    base = _randomized(name).train()
+    _activate_layer_scale(base)
+    ckpt = copy.deepcopy(base).set_grad_checkpointing(True)
+    x = torch.rand(2, 3, 32, 40)
+    for m in (base, ckpt):
+        (m(x) - x).abs().mean().backward()
+    for (n, p), (_, q) in zip(base.named_parameters(), ckpt.named_parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-5), n
+    for (n, b), (_, c) in zip(base.named_buffers(), ckpt.named_buffers()):
+        assert torch.equal(b, c), n  # running stats updated once, not twice

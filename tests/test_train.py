@@ -195,3 +195,20 @@ def test_train_command_reports_divergence_in_one_line(tmp_path, capsys):
     assert main(["train", str(path), "train.lr=1e30", "val.every=100", "train.ema=0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("sfhformer train: loss became")
+
+
+def test_ema_warm_up_follows_the_model_early_and_decays_later():
+    from torch.optim.swa_utils import AveragedModel
+
+    from sfhformer.train import ema_update_fn
+    model = torch.nn.BatchNorm2d(2)
+    ema = AveragedModel(model, multi_avg_fn=ema_update_fn(0.999), use_buffers=True)
+    values = [2.0, 3.0, 5.0]
+    for v in values:
+        with torch.no_grad():
+            model.weight.fill_(v)
+        ema.update_parameters(model)
+    d1, d2 = 2 / 11, 3 / 12  # min(0.999, (1 + n) / (10 + n)) for n = 1, 2
+    expected = (2 * d1 + 3 * (1 - d1)) * d2 + 5 * (1 - d2)
+    assert torch.allclose(ema.module.weight, torch.full((2,), expected))
+    assert min(0.999, (1 + 10_000) / (10 + 10_000)) == 0.999  # the configured decay once warmed up

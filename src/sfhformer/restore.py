@@ -156,10 +156,12 @@ class Restorer:
     def from_pretrained(cls, weights: str | os.PathLike, device: str | torch.device = "auto",
                         preset: str | None = None, overrides: dict[str, Any] | None = None,
                         **kwargs: Any) -> "Restorer":
-        """A Restorer from a weights file (ours or the authors') or a bundled model name."""
+        """A Restorer from a weights file (ours or the authors') or a bundled model name, with
+        the model in its fused inference form (:meth:`SFHformer.fuse`)."""
         from .pretrained import resolve_weights
 
-        return cls(load(resolve_weights(weights), preset, **(overrides or {})), device=device, **kwargs)
+        model = load(resolve_weights(weights), preset, **(overrides or {})).fuse()
+        return cls(model, device=device, **kwargs)
 
     # -- tensors ---------------------------------------------------------------------------
 

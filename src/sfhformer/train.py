@@ -39,7 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "train": {
         "steps": 300_000, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-3, "min_lr": 1e-6,
         "betas": [0.9, 0.999], "fft_loss_weight": 0.1, "grad_clip": 0.0, "ema": 0.0, "amp": "auto",
-        "seed": 0, "num_workers": 2, "device": "auto", "sync_bn": True, "stop_at_step": None,
+        "seed": 0, "num_workers": 2, "device": "auto", "sync_bn": True, "checkpoint_activations": False,
+        "stop_at_step": None,
     },
     "val": {"every": 1000, "crop_border": 0, "y_channel": False, "max_images": None, "log_images": 3},
     "log": {"every": 50},
@@ -281,6 +282,20 @@ def validate(model: nn.Module, dataset, device: torch.device, crop_border: int =
             "previews": previews}
 
 
+def ema_update_fn(decay: float):
+    """EMA of weights with warm-up: the decay at update n is min(decay, (1 + n) / (10 + n)), so
+    short runs are not dominated by the random initial weights (timm's ModelEmaV3 warm-up)."""
+    def update(ema_tensors: list[torch.Tensor], tensors: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        for e, t in zip(ema_tensors, tensors):
+            if e.is_floating_point():
+                e.lerp_(t, 1 - d)
+            else:  # integer buffers (BatchNorm's batch counter) follow the model
+                e.copy_(t)
+    return update
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
     with atomic_path(path) as tmp:
@@ -335,7 +350,7 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
 
     Returns a summary: final step, last loss, best validation PSNR, checkpoint paths.
     """
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
@@ -352,6 +367,10 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
             model_cfg = dict(cfg["model"])
             model = create_model(model_cfg.pop("preset", "sfhformer_t"), **model_cfg)
         model = model.to(procs.device)
+        if tc["checkpoint_activations"]:
+            if not isinstance(model, SFHformer):
+                raise ValueError("train.checkpoint_activations needs an SFHformer model")
+            model.set_grad_checkpointing(True)
         if procs.world > 1 and tc["sync_bn"]:
             use_global_batchnorm(model)
         net: nn.Module = model
@@ -361,7 +380,7 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
                                       weight_decay=tc["weight_decay"])
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc["steps"], eta_min=tc["min_lr"])
-        ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc["ema"]), use_buffers=True)
+        ema = (AveragedModel(model, multi_avg_fn=ema_update_fn(tc["ema"]), use_buffers=True)
                if tc["ema"] else None)
         amp_dtype = _amp_dtype(tc["amp"], procs.device)
         scaler = torch.amp.GradScaler(procs.device.type, enabled=amp_dtype == torch.float16)

@@ -14,6 +14,27 @@ def conv1x1(in_ch: int, out_ch: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 1, bias=bias)
 
 
+@torch.no_grad()
+def fold_batchnorm(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> None:
+    """Make ``conv(x)`` compute ``conv(bn(x))`` for eval-mode ``bn``, in place.
+
+    Exact only for 1x1 convolutions without groups: a padded k x k convolution would see the
+    BatchNorm shift where its zero padding is.
+    """
+    if conv.kernel_size != (1, 1) or conv.groups != 1:
+        raise ValueError("BatchNorm folds exactly into 1x1 convolutions without groups only")
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(bn.running_var + bn.eps)
+    shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+    w = conv.weight[:, :, 0, 0]
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
+    new_bias = bias + w @ shift
+    conv.weight.mul_(scale[None, :, None, None])
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias)
+    else:
+        conv.bias.copy_(new_bias)
+
+
 def dwconv(ch: int, kernel: int, dilation: int = 1, padding_mode: str = "zeros") -> nn.Conv2d:
     """Depthwise convolution with "same" padding."""
     return nn.Conv2d(ch, ch, kernel, padding=dilation * (kernel // 2), dilation=dilation,

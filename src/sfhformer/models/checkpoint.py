@@ -305,6 +305,9 @@ def save(model: SFHformer, path: str | os.PathLike, metadata: dict[str, str] | N
     from safetensors.torch import save_file
 
     path = Path(path)
+    if getattr(model, "fused", False):
+        raise ValueError(f"{path}: a fused model cannot be saved (its BatchNorms are folded away); save it "
+                         f"before fuse()")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT_NAME, "config": json.dumps(model.config.to_dict()), **(metadata or {})}
     with atomic_path(path) as tmp:

@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import contextlib
+
 from .blocks import (Block, FourierUnit, GlobalBranch, LowLightMixer, LowLightMultiKernel, Mixer,
-                     MultiScaleFFN, conv1x1)
+                     MultiScaleFFN, conv1x1, fold_batchnorm)
 from .config import SFHformerConfig, get_preset
 
 
@@ -22,6 +24,26 @@ def make_block(config: SFHformerConfig, dim: int) -> Block:
     fourier = FourierUnit(2 * dim, 1, norm=True, pos_enc=False, dynamic=False)
     return Block(dim, LowLightMixer(dim, GlobalBranch(dim, fourier)), LowLightMultiKernel(dim),
                  layer_scale=False)
+
+
+@contextlib.contextmanager
+def _frozen_batchnorm_stats(module: nn.Module):
+    """While recomputing a checkpointed block, keep its BatchNorms' running statistics and
+    counters as the first forward left them (they would otherwise be updated twice)."""
+    saved = [(bn, bn.momentum, bn.num_batches_tracked.clone()) for bn in module.modules()
+             if isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats]
+    for bn, _, _ in saved:
+        bn.momentum = 0.0
+    try:
+        yield
+    finally:
+        for bn, momentum, count in saved:
+            bn.momentum = momentum
+            bn.num_batches_tracked.copy_(count)
+
+
+def _recompute_contexts(block: nn.Module):
+    return contextlib.nullcontext(), _frozen_batchnorm_stats(block)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
@@ -49,6 +71,8 @@ class SFHformer(nn.Module):
     def __init__(self, config: SFHformerConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or SFHformerConfig()
+        self.fused = False
+        self.grad_checkpointing = False
         (c0, c1, c2), (u1, u0), depths = config.widths, config.up_widths, config.depths
         lol = config.family == "lol"
         pad = "reflect" if lol else "zeros"
@@ -90,15 +114,61 @@ class SFHformer(nn.Module):
             raise ValueError(f"SFHformer expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, 4, self.min_size)
-        s1 = self.encoder1(self.embed(x))
-        s2 = self.encoder2(self.down1(s1))
-        y = self.bottleneck(self.down2(s2))
-        y = self.decoder2(self.fuse2(torch.cat([self.up2(y), s2], dim=1)))
-        y = self.decoder1(self.fuse1(torch.cat([self.up1(y), s1], dim=1)))
+        s1 = self._stage(self.encoder1, self.embed(x))
+        s2 = self._stage(self.encoder2, self.down1(s1))
+        y = self._stage(self.bottleneck, self.down2(s2))
+        y = self._stage(self.decoder2, self.fuse2(torch.cat([self.up2(y), s2], dim=1)))
+        y = self._stage(self.decoder1, self.fuse1(torch.cat([self.up1(y), s1], dim=1)))
         return (x + self.head(y))[..., :h, :w]
 
     def extra_repr(self) -> str:
-        return f"config={self.config}"
+        return f"config={self.config}" + (", fused" if self.fused else "")
+
+    @torch.no_grad()
+    def fuse(self) -> "SFHformer":
+        """Turn this model, in place, into its inference form and return it (eval mode).
+
+        - every block's BatchNorms fold into the 1x1 convolutions they feed (the mixer's and
+          the FFN's input projections), as does the low-light Fourier unit's spectral BatchNorm;
+        - with K = 1 the softmax over one kernel is identically 1: its logits are dropped.
+        Outputs stay within float rounding (about 1e-6) of the plain model. A fused model
+        cannot be trained or saved (its state dict lost the BatchNorms): fuse a copy.
+        """
+        if self.fused:
+            return self
+        self.eval()
+        for module in self.modules():
+            if isinstance(module, Block):
+                fold_batchnorm(module.norm1, module.mixer.proj_in)
+                fold_batchnorm(module.norm2, module.ffn.proj_in)
+                module.norm1, module.norm2 = nn.Identity(), nn.Identity()
+            elif isinstance(module, FourierUnit):
+                if module.norm is not None and module.pos_enc is None and module.spectral_conv.groups == 1:
+                    fold_batchnorm(module.norm, module.spectral_conv)
+                    module.norm = None
+                if module.num_kernels == 1:
+                    module.mix_logits = None
+        self.fused = True
+        return self
+
+    def set_grad_checkpointing(self, enable: bool = True) -> "SFHformer":
+        """Recompute each block's activations in the backward pass instead of storing them:
+        much less training memory for about a third more compute."""
+        self.grad_checkpointing = enable
+        return self
+
+    def train(self, mode: bool = True) -> "SFHformer":
+        if mode and self.fused:
+            raise RuntimeError("a fused SFHformer is for inference only; train the unfused model")
+        return super().train(mode)
+
+    def _stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if not (self.grad_checkpointing and self.training and torch.is_grad_enabled()):
+            return stage(x)
+        from torch.utils.checkpoint import checkpoint
+        for block in stage:
+            x = checkpoint(block, x, use_reentrant=False, context_fn=lambda b=block: _recompute_contexts(b))
+        return x
 
 
 def create_model(preset: str | SFHformerConfig = "sfhformer_t", **overrides) -> SFHformer:
