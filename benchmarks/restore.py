@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
+
+from common import peak_rss_mb, run_isolated, write_results
 
 
 def run_case(preset: str, size: int, mode: str, device: str, repeats: int, threads: int) -> dict:
@@ -63,7 +62,7 @@ def run_case(preset: str, size: int, mode: str, device: str, repeats: int, threa
     row = {
         "preset": preset, "size": size, "mode": mode, "device": device, "threads": threads,
         "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
     if mode == "tiled":
         row["max_pixels"] = DEFAULT_MAX_PIXELS
@@ -98,23 +97,17 @@ def main() -> None:
     print(f"{'preset':<12} {'size':>5} {'mode':<6} {'device':<5} {'median s':>9} {'min':>7} {'max':>7} "
           f"{'peak RSS MB':>11} {'peak CUDA MB':>12}", flush=True)
     for preset, size, mode, device in cases:
-        cmd = [sys.executable, __file__, "--case", preset, str(size), mode, device,
-               "--repeats", str(args.repeats), "--threads", str(args.threads)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"{preset:<12} {size:>5} {mode:<6} {device:<5} failed: {done.stderr.strip().splitlines()[-1:]}")
+        row = run_isolated(__file__, [preset, str(size), mode, device, "--repeats", str(args.repeats),
+                                      "--threads", str(args.threads)])
+        if isinstance(row, str):
+            print(f"{preset:<12} {size:>5} {mode:<6} {device:<5} failed: {row}")
             continue
-        row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         cuda = f"{row['peak_cuda_mb']:.0f}" if "peak_cuda_mb" in row else "-"
         print(f"{preset:<12} {size:>5} {mode:<6} {device:<5} {row['median_s']:>9.3f} {row['min_s']:>7.3f} "
               f"{row['max_s']:>7.3f} {row['peak_rss_mb']:>11.0f} {cuda:>12}", flush=True)
     if args.json:
-        meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-                "cpu_count": os.cpu_count(), "command": " ".join(sys.argv)}
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        write_results(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,148 @@
+"""Inference and training speed: our presets, plain and fused, against peer architectures.
+
+    python benchmarks/speed.py --sizes 256 512 --json benchmarks/results/speed_cpu.json
+
+Inference (batch 1, eval mode, ``torch.inference_mode``): each preset through the plain code
+path (the baseline: the network as the authors compute it) and in its fused inference form
+(``model.fuse()``: BatchNorm folded into the 1x1 convolutions, no K=1 softmax), against
+NAFNet width 32 (spandrel's architecture, the SIDD/GoPro width-32 configuration) at the same
+size. Latency is the median of repeated runs after one warm-up run (min and max too); peak
+memory is the process's peak RSS (or CUDA allocation). Training: one step (forward, backward,
+AdamW) on a batch of 4 crops of 128x128 with our loss, plain and with activation
+checkpointing. Every case runs in its own process. Weights are random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+from common import peak_rss_mb, run_isolated, write_results
+
+PEERS = {"nafnet_w32": dict(width=32, middle=12, enc=(2, 2, 4, 8), dec=(2, 2, 2, 2))}
+
+
+def build(name: str, variant: str):
+    import sfhformer
+    if name in PEERS:
+        from peers import nafnet
+        return nafnet(**PEERS[name])
+    model = sfhformer.create_model(name)
+    if variant == "checkpointed":
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats: int, threads: int) -> dict:
+    import torch
+
+    from sfhformer.models.complexity import count_params
+    from sfhformer.train import restoration_loss
+
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    model = build(name, variant).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times = []
+    if mode == "infer":
+        model.eval()
+        if variant == "fused":
+            model.fuse()
+        x = torch.rand(1, 3, size, size, device=dev)
+        step = lambda: model(x)  # noqa: E731
+        context = torch.inference_mode
+    else:
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x, y = torch.rand(4, 3, size, size, device=dev), torch.rand(4, 3, size, size, device=dev)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            restoration_loss(model(x), y).backward()
+            opt.step()
+        context = torch.enable_grad
+    with context():
+        for i in range(repeats + 1):
+            sync()
+            t = time.perf_counter()
+            step()
+            sync()
+            if i:
+                times.append(time.perf_counter() - t)
+            if sum(times) > 90:
+                break
+    row = {"model": name, "variant": variant, "mode": mode, "size": size, "device": device,
+           "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times),
+           "params": count_params(model), "peak_rss_mb": peak_rss_mb()}
+    if dev.type == "cuda":
+        row["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["sfhformer_t", "sfhformer_s"])
+    parser.add_argument("--peers", nargs="*", default=list(PEERS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
+    parser.add_argument("--train-size", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json")
+    parser.add_argument("--case", nargs=5, metavar=("MODEL", "VARIANT", "SIZE", "MODE", "DEVICE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        import json
+        name, variant, size, mode, device = args.case
+        print(json.dumps(run_case(name, variant, int(size), mode, device, args.repeats, args.threads)))
+        return
+
+    cases = []
+    for size in args.sizes:
+        for p in args.presets:
+            cases += [(p, "plain", size, "infer"), (p, "fused", size, "infer")]
+        cases += [(peer, "-", size, "infer") for peer in args.peers]
+    for p in args.presets:
+        cases += [(p, "plain", args.train_size, "train"), (p, "checkpointed", args.train_size, "train")]
+    cases += [(peer, "-", args.train_size, "train") for peer in args.peers]
+    rows = []
+    print(f"{'model':<12} {'variant':<12} {'mode':<5} {'size':>5} {'median s':>9} {'min':>7} {'max':>7} "
+          f"{'params':>10} {'peak MB':>8}", flush=True)
+    for name, variant, size, mode in cases:
+        row = run_isolated(__file__, [name, variant, str(size), mode, args.device, "--repeats", str(args.repeats),
+                                      "--threads", str(args.threads)])
+        if isinstance(row, str):
+            print(f"{name:<12} {variant:<12} {mode:<5} {size:>5} failed: {row}", flush=True)
+            continue
+        rows.append(row)
+        peak = row.get("peak_cuda_mb", row["peak_rss_mb"])
+        print(f"{name:<12} {variant:<12} {mode:<5} {size:>5} {row['median_s']:>9.3f} {row['min_s']:>7.3f} "
+              f"{row['max_s']:>7.3f} {row['params']:>10,} {peak:>8.0f}", flush=True)
+    # ratios against the plain path and against the peer
+    by = {(r["model"], r["variant"], r["mode"], r["size"]): r for r in rows}
+    print("\nratios (median latency):")
+    for size in args.sizes:
+        for p in args.presets:
+            plain, fused = by.get((p, "plain", "infer", size)), by.get((p, "fused", "infer", size))
+            if plain and fused:
+                line = f"  {p} {size}²: fused is {plain['median_s'] / fused['median_s']:.2f}x faster than plain"
+                for peer in args.peers:
+                    if (peer, "-", "infer", size) in by:
+                        line += f"; {fused['median_s'] / by[(peer, '-', 'infer', size)]['median_s']:.2f}x {peer}'s time"
+                print(line)
+    for p in args.presets:
+        plain, ck = by.get((p, "plain", "train", args.train_size)), by.get((p, "checkpointed", "train", args.train_size))
+        if plain and ck:
+            print(f"  {p} training step: checkpointing uses {ck['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x the peak "
+                  f"memory at {ck['median_s'] / plain['median_s']:.2f}x the time")
+    if args.json:
+        write_results(args.json, rows)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()
