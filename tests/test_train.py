@@ -212,3 +212,10 @@ def test_ema_warm_up_follows_the_model_early_and_decays_later():
     expected = (2 * d1 + 3 * (1 - d1)) * d2 + 5 * (1 - d2)
     assert torch.allclose(ema.module.weight, torch.full((2,), expected))
     assert min(0.999, (1 + 10_000) / (10 + 10_000)) == 0.999  # the configured decay once warmed up
+
+
+def test_resuming_a_different_model_is_explained(tmp_path):
+    train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "r")), ["train.steps=1", "val.every=100"]))
+    with pytest.raises(TrainingError, match=r"last\.pt: cannot resume, it holds a different model"):
+        train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "r")),
+                          ["train.steps=2", "model.widths=[16,32,64]", "model.up_widths=[32,16]"]))

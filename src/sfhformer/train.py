@@ -391,7 +391,11 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
         resume_path = ckpt_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
         if resume_path is not None and resume_path.exists():
             state = torch.load(resume_path, map_location=procs.device, weights_only=True)
-            model.load_state_dict(state["model"])
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError:
+                raise TrainingError(f"{resume_path}: cannot resume, it holds a different model; set "
+                                    f"resume=false or choose another out_dir") from None
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])

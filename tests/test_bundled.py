@@ -1,0 +1,58 @@
+"""The bundled models and the demo: real trained weights that ship inside the package."""
+
+import numpy as np
+import pytest
+
+import sfhformer
+from sfhformer.cli import main
+from sfhformer.demo import run_demo
+from sfhformer.pretrained import BUNDLED, WEIGHTS_DIR, available, resolve_weights
+from sfhformer.restore import Restorer
+
+from conftest import photo
+
+
+def test_every_bundled_model_ships_and_is_small():
+    assert set(available()) == set(BUNDLED) == {"denoise", "deblur"}
+    total = sum((WEIGHTS_DIR / w.file).stat().st_size for w in BUNDLED.values())
+    assert total < 20 * 2**20
+    for name in BUNDLED:
+        model = sfhformer.load(resolve_weights(name))
+        assert model.config.widths == (32, 64, 128)  # sfhformer_t
+
+
+def test_demo_writes_images_and_restores(tmp_path):
+    results = run_demo(tmp_path, tasks=["denoise", "deblur"], device="cpu")
+    for row in results:
+        task = row["task"]
+        for kind in ("clean", "degraded", "restored", "comparison"):
+            assert (tmp_path / f"{task}_{kind}.png").is_file()
+        assert row["restored_psnr"] > row["degraded_psnr"] + 2, row
+        assert row["restored_ssim"] > row["degraded_ssim"], row
+
+
+def test_demo_command(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path), "--task", "denoise", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "denoise" in out and "dB" in out
+
+
+def test_bundled_denoiser_on_a_held_out_photograph():
+    clean = photo("coffee")[:256, :256]
+    noisy = np.clip(clean + np.random.default_rng(5).normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    out = Restorer.from_pretrained("denoise", device="cpu").restore(noisy)
+    from sfhformer.metrics import psnr
+    assert psnr(out, clean) > psnr(noisy, clean) + 5
+
+
+def test_restore_command_with_a_bundled_name(tmp_path):
+    from sfhformer.io import write_image
+    write_image(tmp_path / "in.png", photo("chelsea")[:64, :64])
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--weights", "deblur",
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "out" / "in.png").is_file()
+
+
+def test_unknown_demo_task():
+    with pytest.raises(ValueError, match="unknown demo task"):
+        run_demo("x", tasks=["dehaze"])
