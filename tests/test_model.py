@@ -220,3 +220,13 @@ def test_grad_checkpointing_gives_the_same_gradients_and_statistics(name):
         assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-5), n
     for (n, b), (_, c) in zip(base.named_buffers(), ckpt.named_buffers()):
         assert torch.equal(b, c), n  # running stats updated once, not twice
+
+
+def test_torch_compile_runs_and_matches():
+    """torch.compile (inductor; a C compiler on the CPU) of the fused model gives the same output."""
+    model = _randomized("paper_k4").fuse()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        ref = model(x)
+        out = torch.compile(model)(x)
+    assert (out - ref).abs().max() < 1e-4
