@@ -200,6 +200,17 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    dst = Path(args.output)
+    if dst.exists() and not args.overwrite:
+        raise UserError(f"{dst}: exists; pass --overwrite to replace it")
+    export(args.weights, dst, args.format, tuple(args.size), args.preset, _parse_overrides(args.set))
+    print(f"wrote {dst} ({args.format}, input 1x3x{args.size[0]}x{args.size[1]})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfhformer", description="SFHformer image restoration.")
     parser.add_argument("--version", action="version", version=f"sfhformer {__version__}")
@@ -227,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=8, help="strongest channels shown per branch")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("export", help="export weights to ONNX or TorchScript (fixed input size)")
+    p.add_argument("weights", help="weights file or bundled model name")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"), help="input size")
+    p.add_argument("--preset", help="architecture of an authors' checkpoint where keys cannot tell")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="parameters and MACs of presets or weights files")
     p.add_argument("models", nargs="*", help="preset names or weights files (default: every preset)")

@@ -1,0 +1,59 @@
+"""Export to ONNX (run by ONNX Runtime) and TorchScript, checked on a real photograph."""
+
+import numpy as np
+import pytest
+import torch
+
+import sfhformer
+from sfhformer.cli import main
+
+from conftest import photo
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "w.safetensors"
+    torch.manual_seed(0)
+    model = sfhformer.SFHformer(sfhformer.SFHformerConfig(widths=(8, 16, 32), up_widths=(16, 8), num_kernels=4))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith(("beta", "gamma")):
+                p.normal_(std=0.3)
+    return sfhformer.save(model.eval(), path)
+
+
+@pytest.fixture(scope="module")
+def image():
+    x = photo("chelsea")[100:196, 150:278]  # 96 x 128, a real photograph
+    return torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
+
+
+def reference(weights, image):
+    with torch.no_grad():
+        return sfhformer.load(weights)(image)
+
+
+def test_onnx_runtime_matches_pytorch(weights, image, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    assert main(["export", str(weights), "--format", "onnx", "--size", "96", "128", "-o",
+                 str(tmp_path / "m.onnx")]) == 0
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"image": image.numpy()})
+    ref = reference(weights, image).numpy()
+    assert np.abs(out - ref).max() <= 1e-4
+    assert np.abs(ref - image.numpy()).max() > 0.05  # the model does change the photograph
+
+
+def test_torchscript_matches_pytorch(weights, image, tmp_path):
+    assert main(["export", str(weights), "--format", "torchscript", "--size", "96", "128", "-o",
+                 str(tmp_path / "m.pt")]) == 0
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    with torch.no_grad():
+        assert (scripted(image) - reference(weights, image)).abs().max() <= 1e-4
+
+
+def test_export_refuses_to_overwrite(weights, tmp_path, capsys):
+    (tmp_path / "m.onnx").write_text("keep me")
+    assert main(["export", str(weights), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "m.onnx").read_text() == "keep me"
