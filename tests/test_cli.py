@@ -51,7 +51,7 @@ def test_info_with_override(capsys):
 def test_unknown_model_is_one_line_error(capsys):
     assert main(["info", "no_such_thing"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "no_such_thing" in err
+    assert err.count("\n") == 0 and "no_such_thing" in err and "nor a preset" in err
 
 
 def test_convert_command(tmp_path, capsys):

@@ -222,3 +222,16 @@ def test_list_images(rgb, tmp_path):
     assert [p.name for p in paths] == ["a.jpg", "b.png"]  # the glob's b.png is not repeated
     assert len(errors) == 3
     assert "missing.png: no such file" in errors[0] and "no image files" in errors[1] and "matches no file" in errors[2]
+
+
+def test_unreadable_file(rgb, tmp_path, monkeypatch):
+    """An unreadable file (simulated: tests run as root, who can read anything)."""
+    import PIL.Image
+    write_image(tmp_path / "locked.png", rgb)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(PIL.Image, "open", denied)
+    with pytest.raises(ImageError) as e:
+        read_image(tmp_path / "locked.png")
+    assert _one_line(e) == f"{tmp_path / 'locked.png'}: cannot be read (permission denied)"

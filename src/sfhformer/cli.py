@@ -30,15 +30,17 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _model_from(spec: str, overrides: dict[str, Any], preset: str | None = None):
-    """A model from a preset name or a weights file."""
+def _model_from(spec: str, overrides: dict[str, Any]):
+    """A model from a preset name, a weights file or a bundled model name."""
     from .models import PRESETS, create_model, load
+    from .pretrained import resolve_weights
 
     if spec in PRESETS and not Path(spec).exists():
         return create_model(spec, **overrides)
-    if not Path(spec).exists():
-        raise UserError(f"{spec}: neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    return load(spec, preset, **overrides)
+    try:
+        return load(resolve_weights(spec), **overrides)
+    except FileNotFoundError as e:
+        raise UserError(f"{e}; nor a preset ({', '.join(PRESETS)})") from None
 
 
 def cmd_info(args: argparse.Namespace) -> None:

@@ -101,6 +101,8 @@ def read_image(path: str | os.PathLike) -> Picture:
         if size is not None and 0 in size:
             raise ImageError(f"{path}: zero-size image ({size[0]}x{size[1]})") from None
         raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except PermissionError:
+        raise ImageError(f"{path}: cannot be read (permission denied)") from None
     except (OSError, SyntaxError, ValueError) as e:
         if isinstance(e, ImageError):
             raise
