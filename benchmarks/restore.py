@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 from common import peak_rss_mb, run_isolated, write_results

@@ -94,7 +94,7 @@ def read_image(path: str | os.PathLike) -> Picture:
                 return Picture(pixels, alpha, fmt)
             im.load()
             im = ImageOps.exif_transpose(im)
-            pixels, alpha = _from_pil(im, path)
+            pixels, alpha = pixels_from_pil(im, path)
             return Picture(pixels, alpha, fmt)
     except UnidentifiedImageError:
         size = _png_header_size(path)
@@ -130,7 +130,8 @@ def _read_deep_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return rgb, (np.ascontiguousarray(data[..., 3]) if data.shape[2] == 4 else None)
 
 
-def _from_pil(im, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def pixels_from_pil(im, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A PIL image's (pixels, alpha) in this module's layout; ``path`` names it in errors."""
     mode = im.mode
     if mode in ("P", "PA"):
         im = im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")

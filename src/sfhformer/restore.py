@@ -268,9 +268,9 @@ class Restorer:
     def _restore_pil(self, im):
         from PIL import Image
 
-        from .io import _from_pil
+        from .io import pixels_from_pil
 
-        pixels, alpha = _from_pil(im, Path(getattr(im, "filename", "") or "<PIL image>"))
+        pixels, alpha = pixels_from_pil(im, Path(getattr(im, "filename", "") or "<PIL image>"))
         result = Image.fromarray(_join_alpha(self.restore_pixels(pixels), alpha))
         return result.convert("I") if im.mode == "I" else result  # 32-bit "I" holds 16-bit values
 
