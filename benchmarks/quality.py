@@ -37,7 +37,7 @@ import sfhformer  # noqa: E402
 from sfhformer.data import HELD_OUT, photograph_path  # noqa: E402
 from sfhformer.data.degradations import GaussianNoise, MotionBlur  # noqa: E402
 from sfhformer.io import read_image  # noqa: E402
-from sfhformer.metrics import psnr, ssim  # noqa: E402
+from sfhformer.metrics import psnr, ssim, to_rgb_uint8  # noqa: E402
 from sfhformer.pretrained import resolve_weights  # noqa: E402
 from sfhformer.restore import Restorer  # noqa: E402
 
@@ -47,8 +47,7 @@ TUNING_PHOTO = "astronaut"
 
 
 def load_photo(name: str) -> np.ndarray:
-    pix = read_image(photograph_path(name)).pixels
-    return np.repeat(pix, 3, axis=2) if pix.shape[2] == 1 else pix
+    return to_rgb_uint8(read_image(photograph_path(name)).pixels)
 
 
 def to_float(img: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 
 from .data.degradations import Compose
 from .io import read_image, write_image
-from .metrics import psnr, ssim
+from .metrics import psnr, ssim, to_rgb_uint8
 from .pretrained import BUNDLED, available, resolve_weights
 from .restore import Restorer
 
@@ -48,9 +48,7 @@ def run_demo(out_dir: str | os.PathLike = "sfhformer_demo", tasks: list[str] | N
         raise FileNotFoundError("no bundled weights in this installation")
     path = Path(image) if image is not None else photograph_path(DEMO_PHOTO)
     pic = read_image(path)
-    clean = pic.pixels if pic.pixels.shape[2] == 3 else np.repeat(pic.pixels, 3, axis=2)
-    if clean.dtype != np.uint8:
-        clean = np.clip(np.rint(clean / 257.0), 0, 255).astype(np.uint8)
+    clean = to_rgb_uint8(pic.pixels)
     h, w = clean.shape[:2]
     if max(h, w) > max_side:  # keep the demo quick on a CPU: the centre of large photographs
         top, left = max((h - max_side) // 2, 0), max((w - max_side) // 2, 0)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .io import IMAGE_EXTENSIONS, read_image, write_image
-from .metrics import psnr, ssim, to_uint8_array
+from .metrics import psnr, ssim, to_rgb_uint8, to_uint8_array
 from .utils import atomic_path
 
 
@@ -70,18 +70,13 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, cro
     rows = []
     for pred_path, gt_path in match_folders(pred_dir, gt_dir):
         pred, gt = read_image(pred_path), read_image(gt_path)
-        a, b = _rgb(pred.pixels), _rgb(gt.pixels)
+        a, b = to_rgb_uint8(pred.pixels), to_rgb_uint8(gt.pixels)
         if a.shape != b.shape:
             raise ValueError(f"{pred_path}: size {a.shape[1]}x{a.shape[0]} differs from {gt_path} "
                              f"({b.shape[1]}x{b.shape[0]})")
         rows.append({"name": gt_path.stem, "psnr": psnr(a, b, crop_border, y_channel),
                      "ssim": ssim(a, b, crop_border, y_channel)})
     return rows
-
-
-def _rgb(pixels: np.ndarray) -> np.ndarray:
-    u8 = to_uint8_array(pixels)
-    return np.repeat(u8, 3, axis=2) if u8.shape[2] == 1 else u8
 
 
 def summarize(rows: list[dict[str, Any]], **settings: Any) -> dict[str, Any]:

@@ -48,6 +48,12 @@ def to_uint8_array(img: ArrayLike) -> np.ndarray:
     return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
+def to_rgb_uint8(img: ArrayLike) -> np.ndarray:
+    """Like :func:`to_uint8_array`, with grayscale repeated to 3 channels: (H, W, 3) uint8."""
+    u8 = to_uint8_array(img)
+    return np.repeat(u8, 3, axis=2) if u8.shape[2] == 1 else u8
+
+
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H, W, 1) float64 BT.601 luma in 16..235 (MATLAB rgb2ycbcr)."""
     x = img.astype(np.float64) / 255.0
