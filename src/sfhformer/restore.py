@@ -133,12 +133,19 @@ class Restorer:
             (default :data:`DEFAULT_MAX_PIXELS`).
         ensemble: average the 8 flips/rotations (8x slower, usually a little better).
         progress: show a progress bar over the tiles of large images.
+        keep_freed_memory: on a CPU, let the process reuse freed memory
+            (:func:`sfhformer.utils.keep_freed_memory`, process-wide): about 3x faster on
+            large images, and the process keeps its peak memory until it exits.
     """
 
     def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
                  tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 max_pixels: int | None = None, ensemble: bool = False, progress: bool = False) -> None:
+                 max_pixels: int | None = None, ensemble: bool = False, progress: bool = False,
+                 keep_freed_memory: bool = True) -> None:
         self.device = resolve_device(device)
+        if keep_freed_memory and self.device.type == "cpu":
+            from .utils import keep_freed_memory as keep
+            keep()
         if tile is not None and tile < 16:
             raise ValueError(f"tile must be at least 16 pixels, got {tile}")
         if tile_overlap < 0 or (tile is not None and tile_overlap >= tile):

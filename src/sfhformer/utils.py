@@ -25,3 +25,41 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_KEEPING_FREED_MEMORY = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of returning it to the system.
+
+    Why: glibc serves every block above a threshold (at most 32 MB) with its own ``mmap`` and
+    unmaps it when freed, so the next tensor of that size starts on fresh pages that the
+    kernel must fault in and zero. Inference on large images allocates many such tensors;
+    on a 2-core CPU at 512x512 this page faulting took about two thirds of SFHformer's time
+    (``python benchmarks/speed.py`` measures both settings). ``mallopt(M_MMAP_MAX, 0)`` serves
+    large blocks from the heap and ``mallopt(M_TRIM_THRESHOLD, ...)`` keeps the heap from
+    shrinking, so freed blocks are reused. The setting is process-wide, and the process keeps
+    its peak memory until it exits. Same as starting Python with the environment variables
+    ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>``.
+
+    Returns True when the setting is in effect, False where the C library is not glibc
+    (macOS, Windows, musl), where it does nothing.
+    """
+    global _KEEPING_FREED_MEMORY
+    if _KEEPING_FREED_MEMORY:
+        return True
+    import ctypes
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(m_trim_threshold, 2**31 - 1) == 1 and mallopt(m_mmap_max, 0) == 1
+    _KEEPING_FREED_MEMORY = ok
+    return ok
