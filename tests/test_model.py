@@ -189,6 +189,9 @@ def test_fuse_keeps_outputs_and_removes_batchnorms(name, tmp_path):
     blocks_bn = [m for n, m in fused.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and ".norm" in n
                  and "fourier" not in n]
     assert not blocks_bn
+    # the layer scales now live in the mixers' and FFNs' last 1x1 convolutions
+    assert all(b.beta is None and b.gamma is None for b in fused.modules()
+               if isinstance(b, sfhformer.models.blocks.Block))
     assert fused.fuse() is fused
     if name == "paper_k1":
         assert all(m.mix_logits is None for m in fused.modules() if isinstance(m, sfhformer.models.blocks.FourierUnit))

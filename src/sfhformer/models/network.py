@@ -9,7 +9,7 @@ from torch import nn
 import contextlib
 
 from .blocks import (Block, FourierUnit, GlobalBranch, LowLightMixer, LowLightMultiKernel, Mixer,
-                     MultiScaleFFN, conv1x1, fold_batchnorm)
+                     MultiScaleFFN, conv1x1, fold_batchnorm, fold_scale)
 from .config import SFHformerConfig, get_preset
 
 
@@ -130,6 +130,8 @@ class SFHformer(nn.Module):
 
         - every block's BatchNorms fold into the 1x1 convolutions they feed (the mixer's and
           the FFN's input projections), as does the low-light Fourier unit's spectral BatchNorm;
+        - the layer scales beta and gamma fold into the 1x1 convolutions that end the mixer
+          and the FFN;
         - with K = 1 the softmax over one kernel is identically 1: its logits are dropped.
         Outputs stay within float rounding (about 1e-6) of the plain model. A fused model
         cannot be trained or saved (its state dict lost the BatchNorms): fuse a copy.
@@ -142,6 +144,12 @@ class SFHformer(nn.Module):
                 fold_batchnorm(module.norm1, module.mixer.proj_in)
                 fold_batchnorm(module.norm2, module.ffn.proj_in)
                 module.norm1, module.norm2 = nn.Identity(), nn.Identity()
+                if module.beta is not None and isinstance(module.mixer, Mixer):
+                    fold_scale(module.mixer.out_proj, module.beta)
+                    module.beta = None
+                if module.gamma is not None and isinstance(module.ffn, MultiScaleFFN):
+                    fold_scale(module.ffn.proj_out, module.gamma)
+                    module.gamma = None
             elif isinstance(module, FourierUnit):
                 if module.norm is not None and module.pos_enc is None and module.spectral_conv.groups == 1:
                     fold_batchnorm(module.norm, module.spectral_conv)
