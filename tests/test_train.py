@@ -219,3 +219,20 @@ def test_resuming_a_different_model_is_explained(tmp_path):
     with pytest.raises(TrainingError, match=r"last\.pt: cannot resume, it holds a different model"):
         train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "r")),
                           ["train.steps=2", "model.widths=[16,32,64]", "model.up_widths=[32,16]"]))
+
+
+def test_init_from_starts_a_new_run_from_another_runs_ema_weights(tmp_path):
+    train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")), ["train.steps=2", "val.every=100"]))
+    a = final_state(tmp_path / "a")
+    # lr 0: the parameters stay where init_from put them (BatchNorm statistics still move)
+    train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "b")),
+                      ["train.steps=1", "val.every=100", "train.lr=0", "train.min_lr=0",
+                       f"train.init_from={tmp_path / 'a' / 'checkpoints' / 'last.pt'}"]))
+    b = final_state(tmp_path / "b")
+    ema = {k.removeprefix("module."): v for k, v in a["ema"].items() if k.startswith("module.")}
+    params = [k for k in b["model"] if "running" not in k and "num_batches" not in k]
+    assert params and all(torch.equal(b["model"][k], ema[k]) for k in params)
+    assert not all(torch.equal(ema[k], a["model"][k]) for k in params)  # EMA, not the raw weights
+    with pytest.raises(TrainingError, match=r"nothing\.pt: train\.init_from names no file"):
+        train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "c")),
+                          [f"train.init_from={tmp_path / 'nothing.pt'}"]))

@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "betas": [0.9, 0.999], "fft_loss_weight": 0.1, "grad_clip": 0.0, "ema": 0.0, "amp": "auto",
         "seed": 0, "num_workers": 2, "device": "auto", "sync_bn": True, "checkpoint_activations": False,
         "stop_at_step": None,
+        "init_from": None,  # weights to start from (a run's .pt checkpoint, EMA weights if kept, or a weights file)
     },
     "val": {"every": 1000, "crop_border": 0, "y_channel": False, "max_images": None, "log_images": 3},
     "log": {"every": 50},
@@ -337,6 +338,24 @@ def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     raise ValueError(f"train.amp must be auto, bf16, fp16 or none, got {setting!r}")
 
 
+def initial_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict a run starts from with ``train.init_from``: from a training checkpoint
+    (``.pt``) its EMA weights when it kept them, else its model; from a weights file (ours or
+    the authors', :func:`sfhformer.load`) the model it holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"{path}: train.init_from names no file")
+    if path.suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model" in state:
+            ema = state.get("ema")
+            if ema:  # AveragedModel's state: "module."-prefixed weights plus n_averaged
+                return {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
+            return state["model"]
+    from .models import load
+    return load(path).state_dict()
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +385,10 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
         if model is None:
             model_cfg = dict(cfg["model"])
             model = create_model(model_cfg.pop("preset", "sfhformer_t"), **model_cfg)
+        resume = cfg["resume"]
+        resume_path = ckpt_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+        if tc["init_from"] and not (resume_path is not None and resume_path.exists()):
+            model.load_state_dict(initial_weights(tc["init_from"]))
         model = model.to(procs.device)
         if tc["checkpoint_activations"]:
             if not isinstance(model, SFHformer):
@@ -387,8 +410,6 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
         step, best_psnr = 0, -math.inf
 
         # -- resume --------------------------------------------------------------------------
-        resume = cfg["resume"]
-        resume_path = ckpt_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
         if resume_path is not None and resume_path.exists():
             state = torch.load(resume_path, map_location=procs.device, weights_only=True)
             try:
