@@ -32,3 +32,21 @@ def write_results(path: str, rows: list[dict]) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+def count_macs(model, size: int) -> int:
+    """Multiply-accumulates of one (1, 3, size, size) forward pass: ours by
+    ``sfhformer.models.complexity`` (convolutions, FFTs counted analytically, kernel mixing);
+    other networks by PyTorch's FlopCounterMode (convolutions and matrix products, /2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sfhformer import SFHformer
+    from sfhformer.models.complexity import measure
+    if isinstance(model, SFHformer):
+        return measure(model, (size, size)).macs
+    param = next(model.parameters())
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, size, size, dtype=param.dtype, device=param.device))
+    return counter.get_total_flops() // 2

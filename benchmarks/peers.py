@@ -42,3 +42,14 @@ def nafnet(width: int = 16, middle: int = 1, enc: tuple[int, ...] = (1, 1, 1, 1)
     module = arch_module("spandrel.architectures.NAFNet.__arch.NAFNet_arch")
     return module.NAFNet(img_channel=3, width=width, middle_blk_num=middle, enc_blk_nums=list(enc),
                          dec_blk_nums=list(dec))
+
+
+def restormer(**kwargs):
+    """Restormer (Zamir et al., CVPR 2022) from spandrel-extra-arches (needs einops), with its
+    defaults: width 48, blocks 4-6-6-8, 4 refinement blocks (26.1 M parameters)."""
+    if importlib.util.find_spec("spandrel_extra_arches") is None or importlib.util.find_spec("einops") is None:
+        raise ImportError("the Restormer peer needs: pip install --no-deps spandrel spandrel-extra-arches; "
+                          "pip install einops")
+    _stub_package("spandrel")  # its architecture file imports spandrel.util
+    module = arch_module("spandrel_extra_arches.architectures.Restormer.__arch.restormer_arch")
+    return module.Restormer(**kwargs)

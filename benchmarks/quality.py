@@ -13,7 +13,8 @@ models, and NAFNet trained with the same data, steps and loss.
   from a grid by PSNR on a training photograph (astronaut), never on the test images.
 - NAFNet (spandrel's architecture; width 16, 1-1-1-1 blocks, 2 middle blocks: about the
   parameter count of sfhformer_t) is trained by ``sfhformer.train`` with our bundled models'
-  recipes (configs/bundled/*.yaml): same data, crops, steps, loss, optimiser and EMA.
+  recipes (configs/bundled/*.yaml, stage by stage as ``RECIPES`` lists): same data, crops,
+  steps, loss, optimiser and EMA.
 Scores: PSNR/SSIM on RGB uint8, no border crop (``sfhformer.metrics``).
 """
 
@@ -33,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from peers import nafnet  # noqa: E402
 
-import sfhformer  # noqa: E402
 from sfhformer.data import HELD_OUT, photograph_path  # noqa: E402
 from sfhformer.data.degradations import GaussianNoise, MotionBlur  # noqa: E402
 from sfhformer.io import read_image  # noqa: E402
@@ -130,26 +130,38 @@ def tune(task: str, method: str, level: float) -> float:
 
 # -- learned models --------------------------------------------------------------------------
 
-def train_peer(task: str, device: str) -> Path:
+# The bundled models' recipes, stage by stage (a later stage starts from the one before).
+RECIPES = {"denoise": ["denoise", "denoise_128"], "deblur": ["deblur", "deblur_128"]}
+
+
+def peer_run(stage: str) -> Path:
+    return ROOT / "runs" / f"peer_nafnet_{stage}"
+
+
+def train_peer(task: str, device: str) -> None:
+    """Train NAFNet through every stage of the task's recipe, skipping finished stages."""
     from sfhformer.train import load_config, train
-    out = ROOT / "runs" / f"peer_nafnet_{task}"
-    cfg = load_config(ROOT / "configs" / "bundled" / f"{task}.yaml",
-                      [f"name=peer_nafnet_{task}", f"out_dir={out}", f"train.device={device}"])
-    torch.manual_seed(cfg["train"]["seed"])
-    train(cfg, model=nafnet(**NAFNET))
-    return out / "checkpoints" / "last.pt"
+    previous = None
+    for stage in RECIPES[task]:
+        out = peer_run(stage)
+        overrides = [f"name=peer_nafnet_{stage}", f"out_dir={out}", f"train.device={device}"]
+        if previous is not None:
+            overrides.append(f"train.init_from={previous}")
+        cfg = load_config(ROOT / "configs" / "bundled" / f"{stage}.yaml", overrides)
+        last = out / "checkpoints" / "last.pt"
+        if not (last.exists() and torch.load(last, weights_only=True)["step"] >= cfg["train"]["steps"]):
+            torch.manual_seed(cfg["train"]["seed"])
+            train(cfg, model=nafnet(**NAFNET))
+        previous = last
 
 
 def load_peer(task: str) -> torch.nn.Module | None:
-    path = ROOT / "runs" / f"peer_nafnet_{task}" / "checkpoints" / "last.pt"
+    from sfhformer.train import initial_weights
+    path = peer_run(RECIPES[task][-1]) / "checkpoints" / "last.pt"
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
     model = nafnet(**NAFNET)
-    weights = state["model"]
-    if state.get("ema"):  # evaluate the EMA weights, as the bundled SFHformers are
-        weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
-    model.load_state_dict(weights)
+    model.load_state_dict(initial_weights(path))  # the EMA weights, as the bundled SFHformers ship
     return model.eval()
 
 
@@ -164,10 +176,7 @@ def main() -> None:
 
     rows = []
     for task in args.tasks:
-        peer_path = ROOT / "runs" / f"peer_nafnet_{task}" / "checkpoints" / "last.pt"
-        if args.train_peers and not (peer_path.exists() and torch.load(peer_path, weights_only=True)["step"] >=
-                                     sfhformer.train.load_config(ROOT / "configs" / "bundled" / f"{task}.yaml")
-                                     ["train"]["steps"]):
+        if args.train_peers:
             train_peer(task, args.device)
         learned = {"SFHformer-t (bundled)": Restorer.from_pretrained(resolve_weights(task), device=args.device)}
         peer = load_peer(task)

@@ -1,9 +1,11 @@
 """Restoration latency and peak memory per preset and size, CPU (and GPU when present).
 
 Each case runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own.
-Latency is the median (with min and max) of repeated forward passes after one warm-up pass;
-the tiled case times one full ``Restorer.restore`` of a real photograph upscaled to the size
-(reading from memory, tiling with the default pixel budget, blending and quantizing).
+Everything runs as ``sfhformer restore`` does: the fused model (``model.fuse()``) through a
+``Restorer`` (which keeps freed memory for reuse on a CPU). Latency is the median (with min
+and max) of repeated ``Restorer.restore_tensor`` calls on the whole image after one warm-up
+call; the tiled case times one full ``Restorer.restore`` of a real photograph upscaled to the
+size (reading from memory, tiling with the default pixel budget, blending and quantizing).
 
     python benchmarks/restore.py --presets sfhformer_t sfhformer_s --sizes 256 512 1024 \
         --tiled 4096 --json benchmarks/results/restore_cpu.json
@@ -31,18 +33,19 @@ def run_case(preset: str, size: int, mode: str, device: str, repeats: int, threa
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
-    model = sfhformer.create_model(preset).eval().to(dev)
+    model = sfhformer.create_model(preset).fuse()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
     if mode == "whole":
+        restorer = Restorer(model, device=dev, max_pixels=size * size)
         x = torch.rand(1, 3, size, size, device=dev)
         with torch.inference_mode():
             for i in range(repeats + 1):
                 sync()
                 t = time.perf_counter()
-                model(x)
+                restorer.restore_tensor(x)
                 sync()
                 if i:  # the first pass is warm-up
                     times.append(time.perf_counter() - t)

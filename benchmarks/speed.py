@@ -4,12 +4,16 @@
 
 Inference (batch 1, eval mode, ``torch.inference_mode``): each preset through the plain code
 path (the baseline: the network as the authors compute it) and in its fused inference form
-(``model.fuse()``: BatchNorm folded into the 1x1 convolutions, no K=1 softmax), against
-NAFNet width 32 (spandrel's architecture, the SIDD/GoPro width-32 configuration) at the same
-size. Latency is the median of repeated runs after one warm-up run (min and max too); peak
-memory is the process's peak RSS (or CUDA allocation). Training: one step (forward, backward,
-AdamW) on a batch of 4 crops of 128x128 with our loss, plain and with activation
-checkpointing. Every case runs in its own process. Weights are random.
+(``model.fuse()``: BatchNorm and layer scales folded into the 1x1 convolutions, no K=1
+softmax), against NAFNet width 32 (spandrel's architecture, the SIDD/GoPro width-32
+configuration) and Restormer (spandrel-extra-arches, its default configuration) at the same
+size. Every inference case runs twice: with glibc's default allocator, and with freed memory
+kept for reuse (``sfhformer.utils.keep_freed_memory``, which ``Restorer`` turns on for CPUs):
+at large sizes the default allocator's page faults take most of every model's time. Latency
+is the median of repeated runs after one warm-up run (min and max too); peak memory is the
+process's peak RSS (or CUDA allocation). Training: one step (forward, backward, AdamW) on a
+batch of 4 crops of 128x128 with our loss, plain and with activation checkpointing, under the
+first allocator listed. Every case runs in its own process. Weights are random.
 """
 
 from __future__ import annotations
@@ -20,24 +24,29 @@ import statistics
 import sys
 import time
 
-from common import peak_rss_mb, run_isolated, write_results
+from common import count_macs, peak_rss_mb, run_isolated, write_results
 
-PEERS = {"nafnet_w32": dict(width=32, middle=12, enc=(2, 2, 4, 8), dec=(2, 2, 2, 2))}
+PEERS = {"nafnet_w32": dict(width=32, middle=12, enc=(2, 2, 4, 8), dec=(2, 2, 2, 2)), "restormer": {}}
 
 
 def build(name: str, variant: str):
     import sfhformer
     if name in PEERS:
-        from peers import nafnet
-        return nafnet(**PEERS[name])
+        import peers
+        return getattr(peers, name.split("_")[0])(**PEERS[name])
     model = sfhformer.create_model(name)
     if variant == "checkpointed":
         model.set_grad_checkpointing(True)
     return model
 
 
-def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats: int, threads: int) -> dict:
+def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats: int, threads: int,
+             allocator: str = "default") -> dict:
     import torch
+
+    from sfhformer.utils import keep_freed_memory
+    if allocator == "reuse" and not keep_freed_memory():
+        raise RuntimeError("keeping freed memory needs glibc")
 
     from sfhformer.models.complexity import count_params
     from sfhformer.train import restoration_loss
@@ -74,11 +83,13 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
                 times.append(time.perf_counter() - t)
             if sum(times) > 90:
                 break
-    row = {"model": name, "variant": variant, "mode": mode, "size": size, "device": device,
+    row = {"model": name, "variant": variant, "mode": mode, "size": size, "device": device, "allocator": allocator,
            "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times),
            "params": count_params(model), "peak_rss_mb": peak_rss_mb()}
     if dev.type == "cuda":
         row["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if mode == "infer":  # counted after the peak memory was read
+        row["gmacs"] = count_macs(model, size) / 1e9
     return row
 
 
@@ -91,51 +102,64 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--allocators", nargs="+", choices=["default", "reuse"], default=["default", "reuse"],
+                        help="inference cases run under each (training cases under the first)")
     parser.add_argument("--json")
-    parser.add_argument("--case", nargs=5, metavar=("MODEL", "VARIANT", "SIZE", "MODE", "DEVICE"),
+    parser.add_argument("--case", nargs=6, metavar=("MODEL", "VARIANT", "SIZE", "MODE", "DEVICE", "ALLOCATOR"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         import json
-        name, variant, size, mode, device = args.case
-        print(json.dumps(run_case(name, variant, int(size), mode, device, args.repeats, args.threads)))
+        name, variant, size, mode, device, allocator = args.case
+        print(json.dumps(run_case(name, variant, int(size), mode, device, args.repeats, args.threads, allocator)))
         return
 
     cases = []
     for size in args.sizes:
-        for p in args.presets:
-            cases += [(p, "plain", size, "infer"), (p, "fused", size, "infer")]
-        cases += [(peer, "-", size, "infer") for peer in args.peers]
+        for alloc in args.allocators:
+            for p in args.presets:
+                cases += [(p, "plain", size, "infer", alloc), (p, "fused", size, "infer", alloc)]
+            cases += [(peer, "-", size, "infer", alloc) for peer in args.peers]
+    train_alloc = args.allocators[0]
     for p in args.presets:
-        cases += [(p, "plain", args.train_size, "train"), (p, "checkpointed", args.train_size, "train")]
-    cases += [(peer, "-", args.train_size, "train") for peer in args.peers]
+        cases += [(p, "plain", args.train_size, "train", train_alloc),
+                  (p, "checkpointed", args.train_size, "train", train_alloc)]
+    cases += [(peer, "-", args.train_size, "train", train_alloc) for peer in args.peers]
     rows = []
-    print(f"{'model':<12} {'variant':<12} {'mode':<5} {'size':>5} {'median s':>9} {'min':>7} {'max':>7} "
-          f"{'params':>10} {'peak MB':>8}", flush=True)
-    for name, variant, size, mode in cases:
-        row = run_isolated(__file__, [name, variant, str(size), mode, args.device, "--repeats", str(args.repeats),
-                                      "--threads", str(args.threads)])
+    print(f"{'model':<12} {'variant':<12} {'mode':<5} {'alloc':<7} {'size':>5} {'median s':>9} {'min':>7} {'max':>7} "
+          f"{'params':>10} {'GMAC':>7} {'peak MB':>8}", flush=True)
+    for name, variant, size, mode, alloc in cases:
+        row = run_isolated(__file__, [name, variant, str(size), mode, args.device, alloc,
+                                      "--repeats", str(args.repeats), "--threads", str(args.threads)])
         if isinstance(row, str):
-            print(f"{name:<12} {variant:<12} {mode:<5} {size:>5} failed: {row}", flush=True)
+            print(f"{name:<12} {variant:<12} {mode:<5} {alloc:<7} {size:>5} failed: {row}", flush=True)
             continue
         rows.append(row)
         peak = row.get("peak_cuda_mb", row["peak_rss_mb"])
-        print(f"{name:<12} {variant:<12} {mode:<5} {size:>5} {row['median_s']:>9.3f} {row['min_s']:>7.3f} "
-              f"{row['max_s']:>7.3f} {row['params']:>10,} {peak:>8.0f}", flush=True)
+        gmacs = f"{row['gmacs']:>7.1f}" if "gmacs" in row else f"{'':>7}"
+        print(f"{name:<12} {variant:<12} {mode:<5} {alloc:<7} {size:>5} {row['median_s']:>9.3f} {row['min_s']:>7.3f} "
+              f"{row['max_s']:>7.3f} {row['params']:>10,} {gmacs} {peak:>8.0f}", flush=True)
     # ratios against the plain path and against the peer
-    by = {(r["model"], r["variant"], r["mode"], r["size"]): r for r in rows}
+    by = {(r["model"], r["variant"], r["mode"], r["size"], r["allocator"]): r for r in rows}
     print("\nratios (median latency):")
     for size in args.sizes:
         for p in args.presets:
-            plain, fused = by.get((p, "plain", "infer", size)), by.get((p, "fused", "infer", size))
-            if plain and fused:
-                line = f"  {p} {size}²: fused is {plain['median_s'] / fused['median_s']:.2f}x faster than plain"
+            base = by.get((p, "plain", "infer", size, "default"))
+            for alloc in args.allocators:
+                plain, fused = by.get((p, "plain", "infer", size, alloc)), by.get((p, "fused", "infer", size, alloc))
+                if not (plain and fused):
+                    continue
+                line = f"  {p} {size}² ({alloc} allocator): fused is {plain['median_s'] / fused['median_s']:.2f}x faster than plain"
+                if alloc != "default" and base:
+                    line += f" ({base['median_s'] / fused['median_s']:.2f}x the default-allocator plain path)"
                 for peer in args.peers:
-                    if (peer, "-", "infer", size) in by:
-                        line += f"; {fused['median_s'] / by[(peer, '-', 'infer', size)]['median_s']:.2f}x {peer}'s time"
+                    if (peer, "-", "infer", size, alloc) in by:
+                        line += (f"; takes {fused['median_s'] / by[(peer, '-', 'infer', size, alloc)]['median_s']:.2f}x "
+                                 f"{peer}'s time")
                 print(line)
     for p in args.presets:
-        plain, ck = by.get((p, "plain", "train", args.train_size)), by.get((p, "checkpointed", "train", args.train_size))
+        plain = by.get((p, "plain", "train", args.train_size, train_alloc))
+        ck = by.get((p, "checkpointed", "train", args.train_size, train_alloc))
         if plain and ck:
             print(f"  {p} training step: checkpointing uses {ck['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x the peak "
                   f"memory at {ck['median_s'] / plain['median_s']:.2f}x the time")

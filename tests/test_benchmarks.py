@@ -1,0 +1,23 @@
+"""The benchmark scripts run end to end (tiny sizes, no peers: spandrel is not a test dependency)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_speed_benchmark_writes_a_row_per_case(tmp_path):
+    out = tmp_path / "speed.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--presets", "sfhformer_t", "--peers",
+                    "--sizes", "32", "--train-size", "32", "--repeats", "1", "--threads", "1", "--json", str(out)],
+                   check=True, capture_output=True, text=True)
+    rows = json.loads(out.read_text())["rows"]
+    cases = {(r["variant"], r["mode"], r["allocator"]) for r in rows}
+    assert cases == {("plain", "infer", "default"), ("fused", "infer", "default"), ("plain", "infer", "reuse"),
+                     ("fused", "infer", "reuse"), ("plain", "train", "default"), ("checkpointed", "train", "default")}
+    infer = [r for r in rows if r["mode"] == "infer"]
+    assert all(r["median_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+    # sfhformer_t: 10.1 GMAC at 256x256, so about 1/64 of that at 32x32 (a bit more for the FFTs)
+    assert all(0.15 < r["gmacs"] < 0.2 for r in infer)
