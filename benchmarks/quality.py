@@ -15,6 +15,10 @@ models, and NAFNet trained with the same data, steps and loss.
   parameter count of sfhformer_t) is trained by ``sfhformer.train`` with our bundled models'
   recipes (configs/bundled/*.yaml, stage by stage as ``RECIPES`` lists): same data, crops,
   steps, loss, optimiser and EMA.
+- The learned models run as ``sfhformer restore`` runs them, with the bundled model's tiling
+  (``sfhformer.pretrained.BUNDLED``: the denoiser in tiles of 128 px with 32 px overlap, the
+  deblurrer whole), and NAFNet the same way; rows marked "whole image" run each photograph
+  in one pass instead.
 Scores: PSNR/SSIM on RGB uint8, no border crop (``sfhformer.metrics``).
 """
 
@@ -38,7 +42,7 @@ from sfhformer.data import HELD_OUT, photograph_path  # noqa: E402
 from sfhformer.data.degradations import GaussianNoise, MotionBlur  # noqa: E402
 from sfhformer.io import read_image  # noqa: E402
 from sfhformer.metrics import psnr, ssim, to_rgb_uint8  # noqa: E402
-from sfhformer.pretrained import resolve_weights  # noqa: E402
+from sfhformer.pretrained import BUNDLED  # noqa: E402
 from sfhformer.restore import Restorer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +135,7 @@ def tune(task: str, method: str, level: float) -> float:
 # -- learned models --------------------------------------------------------------------------
 
 # The bundled models' recipes, stage by stage (a later stage starts from the one before).
-RECIPES = {"denoise": ["denoise", "denoise_128"], "deblur": ["deblur", "deblur_128"]}
+RECIPES = {"denoise": ["denoise", "denoise_128"], "deblur": ["deblur"]}
 
 
 def peer_run(stage: str) -> Path:
@@ -178,11 +182,17 @@ def main() -> None:
     for task in args.tasks:
         if args.train_peers:
             train_peer(task, args.device)
-        learned = {"SFHformer-t (bundled)": Restorer.from_pretrained(resolve_weights(task), device=args.device)}
+        tile, overlap = BUNDLED[task].tile, BUNDLED[task].tile_overlap
+        ours = "SFHformer-t (bundled)"
+        learned = {ours: Restorer.from_pretrained(task, device=args.device)}
+        if tile is not None:
+            learned[f"{ours}, whole image"] = Restorer.from_pretrained(task, device=args.device, tile=None)
         peer = load_peer(task)
         if peer is not None:
-            learned[f"NAFNet-w16 ({sum(p.numel() for p in peer.parameters()) / 1e6:.2f} M, same recipe)"] = \
-                Restorer(peer, device=args.device)
+            name = f"NAFNet-w16 ({sum(p.numel() for p in peer.parameters()) / 1e6:.2f} M, same recipe)"
+            learned[name] = Restorer(peer, device=args.device, tile=tile, tile_overlap=overlap)
+            if tile is not None:
+                learned[f"{name}, whole image"] = Restorer(peer, device=args.device)
         for level in LEVELS[task]:
             params = {m: tune(task, m, level) for m in CLASSICAL[task]}
             scores: dict[str, list[tuple[float, float]]] = {}

@@ -56,3 +56,23 @@ def test_restore_command_with_a_bundled_name(tmp_path):
 def test_unknown_demo_task():
     with pytest.raises(ValueError, match="unknown demo task"):
         run_demo("x", tasks=["dehaze"])
+
+
+def test_bundled_models_restore_in_their_own_tiles_unless_told_otherwise(tmp_path, monkeypatch):
+    assert Restorer.from_pretrained("denoise", device="cpu").tile == BUNDLED["denoise"].tile == 128
+    assert Restorer.from_pretrained("denoise", device="cpu", tile=None).tile is None
+    assert Restorer.from_pretrained(resolve_weights("denoise"), device="cpu").tile is None  # a path: no defaults
+    seen = []
+    original = Restorer.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append((self.tile, self.tile_overlap))
+    monkeypatch.setattr(Restorer, "__init__", spy)
+    from sfhformer.io import write_image
+    write_image(tmp_path / "in.png", photo("chelsea")[:40, :40])
+    for extra, expected in [([], (128, 32)), (["--tile", "0"], (None, 64)), (["--tile", "96", "--tile-overlap", "16"],
+                                                                            (96, 16))]:
+        assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--weights", "denoise",
+                     "--device", "cpu", "--overwrite", *extra]) == 0
+        assert seen[-1] == expected, extra

@@ -6,10 +6,11 @@ import pytest
 
 from sfhformer.utils import keep_freed_memory
 
-# Allocate and touch 200 MB, free it, and report the resident memory (MB) before and after.
+# Allocate and touch 200 MB, free it, and report the resident memory (MB) before and after
+# (and after release_freed_memory()).
 PROBE = """
 import sys, torch
-from sfhformer.utils import keep_freed_memory
+from sfhformer.utils import keep_freed_memory, release_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def rss():
@@ -17,7 +18,9 @@ def rss():
 a = torch.ones(50_000_000)
 held = rss()
 del a
-print(held, rss())
+after = rss()
+release_freed_memory()
+print(held, after, rss())
 """
 
 
@@ -27,8 +30,9 @@ def test_keep_freed_memory_keeps_large_blocks_for_reuse():
         out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
         return [float(v) for v in out.stdout.split()]
 
-    held, after = probe("default")
+    held, after, _ = probe("default")
     assert after < held - 150  # glibc returned the 200 MB block to the system
-    held, after = probe("keep")
+    held, after, released = probe("keep")
     assert after > held - 10  # kept for the next tensor
+    assert released < held - 150  # until released
     assert keep_freed_memory() is True and keep_freed_memory() is True  # idempotent

@@ -90,10 +90,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .io import ImageError, list_images, output_suffix, read_image, write_image
     from .restore import Restorer
 
+    tiling = {} if args.tile is None else {"tile": args.tile or None}  # --tile 0: whole images
+    if args.tile_overlap is not None:
+        tiling["tile_overlap"] = args.tile_overlap
     restorer = Restorer.from_pretrained(
         args.weights, device=args.device, preset=args.preset, overrides=_parse_overrides(args.set),
-        half=args.half, tile=args.tile, tile_overlap=args.tile_overlap, max_pixels=args.max_pixels,
-        ensemble=args.ensemble, progress=True)
+        half=args.half, max_pixels=args.max_pixels, ensemble=args.ensemble, progress=True, **tiling)
     paths, errors = list_images(args.inputs)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
@@ -157,9 +159,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         layout = LAYOUTS[args.layout]
         crop = layout.crop_border if args.crop_border is None else args.crop_border
         y = layout.y_channel if args.y_channel is None else args.y_channel
+        tiling = {} if args.tile is None else {"tile": args.tile or None}  # --tile 0: whole images
         restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
-                                            overrides=_parse_overrides(args.set), tile=args.tile,
-                                            ensemble=args.ensemble)
+                                            overrides=_parse_overrides(args.set), ensemble=args.ensemble, **tiling)
         rows = evaluate_restorer(restorer, dataset, crop, y, save_dir=args.save_images)
     summary = summarize(rows, crop_border=crop, y_channel=y)
     print(format_table(rows, summary))
@@ -276,10 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--half", action="store_true", help="float16 autocast (CUDA)")
-    p.add_argument("--tile", type=int, help="tile side in pixels (default: tile only above --max-pixels)")
-    p.add_argument("--tile-overlap", type=int, default=64, help="pixels shared by neighbouring tiles")
+    p.add_argument("--tile", type=int, help="tile side in pixels (default: a bundled model's own tiling, else tile "
+                                            "only above --max-pixels; 0: whole images up to --max-pixels)")
+    p.add_argument("--tile-overlap", type=int,
+                   help="pixels shared by neighbouring tiles (default: a bundled model's own, else 64)")
     p.add_argument("--max-pixels", type=int,
-                   help="largest image run in one pass when --tile is not given (default 768*768 = 589824)")
+                   help="largest image run in one pass when --tile is not given (default 640*640 = 409600)")
     p.add_argument("--ensemble", action="store_true", help="8-way flip/rotate self-ensemble (8x slower)")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -307,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="architecture of an authors' checkpoint where keys cannot tell")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile", type=int, help="tile side (default: whole images up to the pixel budget)")
+    p.add_argument("--tile", type=int, help="tile side (default: a bundled model's own tiling, else whole images "
+                                            "up to the pixel budget; 0: whole images)")
     p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
     p.set_defaults(func=cmd_eval)
     return parser

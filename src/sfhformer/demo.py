@@ -12,7 +12,7 @@ import torch
 from .data.degradations import Compose
 from .io import read_image, write_image
 from .metrics import psnr, ssim, to_rgb_uint8
-from .pretrained import BUNDLED, available, resolve_weights
+from .pretrained import BUNDLED, available
 from .restore import Restorer
 
 DEMO_PHOTO = "grace_hopper"  # a real photograph shipped with matplotlib, never trained on
@@ -60,7 +60,7 @@ def run_demo(out_dir: str | os.PathLike = "sfhformer_demo", tasks: list[str] | N
         spec = BUNDLED[task]
         degraded_t = Compose.from_config([dict(d) for d in spec.demo])(x, torch.Generator().manual_seed(seed))
         degraded = np.rint(degraded_t.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        restored = Restorer.from_pretrained(resolve_weights(task), device=device).restore(degraded)
+        restored = Restorer.from_pretrained(task, device=device).restore(degraded)
         row = {"task": task, "degraded_psnr": psnr(degraded, clean), "degraded_ssim": ssim(degraded, clean),
                "restored_psnr": psnr(restored, clean), "restored_ssim": ssim(restored, clean)}
         results.append(row)

@@ -14,19 +14,26 @@ class BundledWeights:
     """A trained model shipped in ``sfhformer/weights``; ``recipe`` retrains it.
 
     ``demo`` is the degradation (a :class:`~sfhformer.data.Compose` config) that ``sfhformer
-    demo`` applies to a clean photograph before restoring it.
+    demo`` applies to a clean photograph before restoring it. ``tile`` / ``tile_overlap`` are
+    the inference tiling :class:`~sfhformer.restore.Restorer` uses by default for this model:
+    a network trained only on small crops sees spectra unlike those of whole photographs
+    (with the orthonormal FFT, low-frequency coefficients grow with the image side), and
+    restores tiles of its training size better than the whole image (``benchmarks/quality.py``
+    measures both). ``None``: whole images up to the pixel budget.
     """
 
     file: str
     description: str
     recipe: str
     demo: tuple[dict, ...]
+    tile: int | None = None
+    tile_overlap: int = 32
 
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
         "denoise.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 15-50)",
-        "configs/bundled/denoise.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},)),
+        "configs/bundled/denoise_128.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},), tile=128),
     "deblur": BundledWeights(
         "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
         "configs/bundled/deblur.yaml",

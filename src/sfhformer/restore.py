@@ -19,10 +19,13 @@ import torch
 
 from .io import Picture, read_image
 from .models import SFHformer, load
+from .utils import release_freed_memory
 
 # Whole images up to this many pixels are run in one pass; larger ones are tiled. On the CPU,
-# sfhformer_s peaks at 2.8 GB at 1024x1024 but 1.7 GB at 768x768 (benchmarks/restore.py).
-DEFAULT_MAX_PIXELS = 768 * 768
+# On a CPU with freed memory kept for reuse, sfhformer_s peaks at 4-4.5 GB at 1024x1024 and
+# 2.5 GB at 768x768 (benchmarks/restore.py); tiles of 640x640 keep a 4096x4096 photograph
+# within 3 GB (704x704 measured 2.8-3.1 GB).
+DEFAULT_MAX_PIXELS = 640 * 640
 DEFAULT_TILE_OVERLAP = 64
 
 Tensor = torch.Tensor
@@ -164,10 +167,15 @@ class Restorer:
                         preset: str | None = None, overrides: dict[str, Any] | None = None,
                         **kwargs: Any) -> "Restorer":
         """A Restorer from a weights file (ours or the authors') or a bundled model name, with
-        the model in its fused inference form (:meth:`SFHformer.fuse`)."""
-        from .pretrained import resolve_weights
+        the model in its fused inference form (:meth:`SFHformer.fuse`). A bundled model's
+        tiling (:class:`~sfhformer.pretrained.BundledWeights`) applies unless ``tile`` is given
+        (``tile=None``: whole images up to the pixel budget)."""
+        from .pretrained import BUNDLED, resolve_weights
 
         model = load(resolve_weights(weights), preset, **(overrides or {})).fuse()
+        bundled = BUNDLED.get(str(weights))
+        if bundled is not None and "tile" not in kwargs and not Path(str(weights)).is_file():
+            kwargs.update(tile=bundled.tile, tile_overlap=kwargs.get("tile_overlap", bundled.tile_overlap))
         return cls(model, device=device, **kwargs)
 
     # -- tensors ---------------------------------------------------------------------------
@@ -201,9 +209,13 @@ class Restorer:
                 total = count_tiles(*x.shape[-2:], tile, self.tile_overlap) * (8 if self.ensemble else 1)
                 bar = tqdm(total=total, desc="tiles", unit="tile", leave=False)
 
+            def after_tile() -> None:
+                release_freed_memory()  # else the heap fragments from tile to tile
+                if bar is not None:
+                    bar.update()
+
             def fn(t: Tensor) -> Tensor:
-                return forward_tiled(self._forward, t, tile, self.tile_overlap,
-                                     on_tile=bar.update if bar is not None else None)
+                return forward_tiled(self._forward, t, tile, self.tile_overlap, on_tile=after_tile)
         try:
             y = forward_ensemble(fn, x) if self.ensemble else fn(x)
         finally:

@@ -36,7 +36,7 @@ def keep_freed_memory() -> bool:
     Why: glibc serves every block above a threshold (at most 32 MB) with its own ``mmap`` and
     unmaps it when freed, so the next tensor of that size starts on fresh pages that the
     kernel must fault in and zero. Inference on large images allocates many such tensors;
-    on a 2-core CPU at 512x512 this page faulting took about two thirds of SFHformer's time
+    on a 2-core CPU at 512x512 this page faulting took 70% of sfhformer_s's time
     (``python benchmarks/speed.py`` measures both settings). ``mallopt(M_MMAP_MAX, 0)`` serves
     large blocks from the heap and ``mallopt(M_TRIM_THRESHOLD, ...)`` keeps the heap from
     shrinking, so freed blocks are reused. The setting is process-wide, and the process keeps
@@ -63,3 +63,13 @@ def keep_freed_memory() -> bool:
     ok = mallopt(m_trim_threshold, 2**31 - 1) == 1 and mallopt(m_mmap_max, 0) == 1
     _KEEPING_FREED_MEMORY = ok
     return ok
+
+
+def release_freed_memory() -> None:
+    """Give the memory that :func:`keep_freed_memory` keeps back to the system (glibc's
+    ``malloc_trim``), e.g. between the tiles of a large image: blocks freed by one tile would
+    otherwise fragment the heap as the next one allocates, and the process would keep growing.
+    Does nothing unless :func:`keep_freed_memory` is in effect."""
+    if _KEEPING_FREED_MEMORY:
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
