@@ -21,8 +21,8 @@ from .io import Picture, read_image
 from .models import SFHformer, load
 from .utils import release_freed_memory
 
-# Whole images up to this many pixels are run in one pass; larger ones are tiled. On the CPU,
-# On a CPU with freed memory kept for reuse, sfhformer_s peaks at 4-4.5 GB at 1024x1024 and
+# Whole images up to this many pixels are run in one pass; larger ones are tiled. On a CPU
+# with freed memory kept for reuse, sfhformer_s peaks at 4-4.5 GB at 1024x1024 and
 # 2.5 GB at 768x768 (benchmarks/restore.py); tiles of 640x640 keep a 4096x4096 photograph
 # within 3 GB (704x704 measured 2.8-3.1 GB).
 DEFAULT_MAX_PIXELS = 640 * 640
@@ -137,8 +137,8 @@ class Restorer:
         ensemble: average the 8 flips/rotations (8x slower, usually a little better).
         progress: show a progress bar over the tiles of large images.
         keep_freed_memory: on a CPU, let the process reuse freed memory
-            (:func:`sfhformer.utils.keep_freed_memory`, process-wide): about 3x faster on
-            large images, and the process keeps its peak memory until it exits.
+            (:func:`sfhformer.utils.keep_freed_memory`, process-wide): 3-6x faster on large
+            images; the process holds on to its peak memory (handed back between tiles).
     """
 
     def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
