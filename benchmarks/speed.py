@@ -149,7 +149,7 @@ def main() -> None:
                 plain, fused = by.get((p, "plain", "infer", size, alloc)), by.get((p, "fused", "infer", size, alloc))
                 if not (plain and fused):
                     continue
-                line = f"  {p} {size}² ({alloc} allocator): fused is {plain['median_s'] / fused['median_s']:.2f}x faster than plain"
+                line = f"  {p} {size}² ({alloc} allocator): fused runs {plain['median_s'] / fused['median_s']:.2f}x as fast as plain"
                 if alloc != "default" and base:
                     line += f" ({base['median_s'] / fused['median_s']:.2f}x the default-allocator plain path)"
                 for peer in args.peers:
