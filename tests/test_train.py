@@ -236,3 +236,10 @@ def test_init_from_starts_a_new_run_from_another_runs_ema_weights(tmp_path):
     with pytest.raises(TrainingError, match=r"nothing\.pt: train\.init_from names no file"):
         train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "c")),
                           [f"train.init_from={tmp_path / 'nothing.pt'}"]))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").rglob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)  # unknown keys and bad YAML are errors
+    assert cfg["data"]["train"] and cfg["train"]["steps"] > 0
