@@ -135,7 +135,7 @@ def tune(task: str, method: str, level: float) -> float:
 # -- learned models --------------------------------------------------------------------------
 
 # The bundled models' recipes, stage by stage (a later stage starts from the one before).
-RECIPES = {"denoise": ["denoise", "denoise_128"], "deblur": ["deblur"]}
+RECIPES = {"denoise": ["denoise", "denoise_128"], "deblur": ["deblur", "deblur_128"]}
 
 
 def peer_run(stage: str) -> Path:

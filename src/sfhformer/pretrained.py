@@ -36,7 +36,7 @@ BUNDLED: dict[str, BundledWeights] = {
         "configs/bundled/denoise_128.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},), tile=128),
     "deblur": BundledWeights(
         "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
-        "configs/bundled/deblur.yaml",
+        "configs/bundled/deblur_128.yaml",
         ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_noise", "sigma": [1, 1]})),
 }
 
