@@ -26,14 +26,17 @@ import time
 
 from common import count_macs, peak_rss_mb, run_isolated, write_results
 
-PEERS = {"nafnet_w32": dict(width=32, middle=12, enc=(2, 2, 4, 8), dec=(2, 2, 2, 2)), "restormer": {}}
+# name -> (builder in peers.py, its arguments)
+PEERS = {"nafnet_w32": ("nafnet", dict(width=32, middle=12, enc=(2, 2, 4, 8), dec=(2, 2, 2, 2))),
+         "restormer": ("restormer", {})}
 
 
 def build(name: str, variant: str):
     import sfhformer
     if name in PEERS:
         import peers
-        return getattr(peers, name.split("_")[0])(**PEERS[name])
+        builder, kwargs = PEERS[name]
+        return getattr(peers, builder)(**kwargs)
     model = sfhformer.create_model(name)
     if variant == "checkpointed":
         model.set_grad_checkpointing(True)

@@ -83,6 +83,15 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {dst} ({name}; {model.config})")
 
 
+def _tiling(args: argparse.Namespace) -> dict:
+    """The Restorer tiling options the user gave; those left out keep a bundled model's own
+    (``--tile 0``: whole images up to the pixel budget)."""
+    tiling = {} if args.tile is None else {"tile": args.tile or None}
+    if getattr(args, "tile_overlap", None) is not None:
+        tiling["tile_overlap"] = args.tile_overlap
+    return tiling
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
@@ -90,12 +99,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .io import ImageError, list_images, output_suffix, read_image, write_image
     from .restore import Restorer
 
-    tiling = {} if args.tile is None else {"tile": args.tile or None}  # --tile 0: whole images
-    if args.tile_overlap is not None:
-        tiling["tile_overlap"] = args.tile_overlap
     restorer = Restorer.from_pretrained(
         args.weights, device=args.device, preset=args.preset, overrides=_parse_overrides(args.set),
-        half=args.half, max_pixels=args.max_pixels, ensemble=args.ensemble, progress=True, **tiling)
+        half=args.half, max_pixels=args.max_pixels, ensemble=args.ensemble, progress=True, **_tiling(args))
     paths, errors = list_images(args.inputs)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
@@ -159,9 +165,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         layout = LAYOUTS[args.layout]
         crop = layout.crop_border if args.crop_border is None else args.crop_border
         y = layout.y_channel if args.y_channel is None else args.y_channel
-        tiling = {} if args.tile is None else {"tile": args.tile or None}  # --tile 0: whole images
         restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
-                                            overrides=_parse_overrides(args.set), ensemble=args.ensemble, **tiling)
+                                            overrides=_parse_overrides(args.set), ensemble=args.ensemble,
+                                            **_tiling(args))
         rows = evaluate_restorer(restorer, dataset, crop, y, save_dir=args.save_images)
     summary = summarize(rows, crop_border=crop, y_channel=y)
     print(format_table(rows, summary))

@@ -19,6 +19,7 @@ import torch
 
 from .io import Picture, read_image
 from .models import SFHformer, load
+from .utils import keep_freed_memory as _keep_freed_memory
 from .utils import release_freed_memory
 
 # Whole images up to this many pixels are run in one pass; larger ones are tiled. On a CPU
@@ -147,8 +148,7 @@ class Restorer:
                  keep_freed_memory: bool = True) -> None:
         self.device = resolve_device(device)
         if keep_freed_memory and self.device.type == "cpu":
-            from .utils import keep_freed_memory as keep
-            keep()
+            _keep_freed_memory()
         if tile is not None and tile < 16:
             raise ValueError(f"tile must be at least 16 pixels, got {tile}")
         if tile_overlap < 0 or (tile is not None and tile_overlap >= tile):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,16 +50,12 @@ def keep_freed_memory() -> bool:
     global _KEEPING_FREED_MEMORY
     if _KEEPING_FREED_MEMORY:
         return True
+    libc = _glibc()
+    if libc is None:
+        return False
     import ctypes
-    import platform
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
     m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     ok = mallopt(m_trim_threshold, 2**31 - 1) == 1 and mallopt(m_mmap_max, 0) == 1
     _KEEPING_FREED_MEMORY = ok
@@ -71,5 +68,19 @@ def release_freed_memory() -> None:
     otherwise fragment the heap as the next one allocates, and the process would keep growing.
     Does nothing unless :func:`keep_freed_memory` is in effect."""
     if _KEEPING_FREED_MEMORY:
-        import ctypes
-        ctypes.CDLL(None).malloc_trim(0)
+        _glibc().malloc_trim(0)
+
+
+@functools.cache
+def _glibc():
+    """The process's C library when it is glibc (whose malloc the two functions above tune),
+    else None."""
+    import ctypes
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
