@@ -135,28 +135,36 @@ def tune(task: str, method: str, level: float) -> float:
 # -- learned models --------------------------------------------------------------------------
 
 # The bundled models' recipes, stage by stage (a later stage starts from the one before).
-RECIPES = {"denoise": ["denoise", "denoise_128"], "deblur": ["deblur", "deblur_128"]}
+RECIPES = {"denoise": ["denoise", "denoise_128", "denoise_256"], "deblur": ["deblur", "deblur_128", "deblur_256"]}
 
 
 def peer_run(stage: str) -> Path:
     return ROOT / "runs" / f"peer_nafnet_{stage}"
 
 
+def train_peer_stage(stage: str, device: str, overrides: list[str] = ()) -> Path:
+    """Train NAFNet through one stage of a recipe (``configs/bundled/STAGE.yaml``), from the
+    peer's previous stage; skipped when finished. ``overrides`` (KEY=VALUE) come last, as
+    ``sfhformer train`` takes them. Returns the stage's last checkpoint."""
+    from sfhformer.train import load_config, train
+    task = next(t for t, stages in RECIPES.items() if stage in stages)
+    index = RECIPES[task].index(stage)
+    out = peer_run(stage)
+    base = [f"name=peer_nafnet_{stage}", f"out_dir={out}", f"train.device={device}"]
+    if index:
+        base.append(f"train.init_from={peer_run(RECIPES[task][index - 1]) / 'checkpoints' / 'last.pt'}")
+    cfg = load_config(ROOT / "configs" / "bundled" / f"{stage}.yaml", base + list(overrides))
+    last = Path(cfg["out_dir"]) / "checkpoints" / "last.pt"
+    if not (last.exists() and torch.load(last, weights_only=True)["step"] >= cfg["train"]["steps"]):
+        torch.manual_seed(cfg["train"]["seed"])
+        train(cfg, model=nafnet(**NAFNET))
+    return last
+
+
 def train_peer(task: str, device: str) -> None:
     """Train NAFNet through every stage of the task's recipe, skipping finished stages."""
-    from sfhformer.train import load_config, train
-    previous = None
     for stage in RECIPES[task]:
-        out = peer_run(stage)
-        overrides = [f"name=peer_nafnet_{stage}", f"out_dir={out}", f"train.device={device}"]
-        if previous is not None:
-            overrides.append(f"train.init_from={previous}")
-        cfg = load_config(ROOT / "configs" / "bundled" / f"{stage}.yaml", overrides)
-        last = out / "checkpoints" / "last.pt"
-        if not (last.exists() and torch.load(last, weights_only=True)["step"] >= cfg["train"]["steps"]):
-            torch.manual_seed(cfg["train"]["seed"])
-            train(cfg, model=nafnet(**NAFNET))
-        previous = last
+        train_peer_stage(stage, device)
 
 
 def load_peer(task: str) -> torch.nn.Module | None:
@@ -175,8 +183,15 @@ def main() -> None:
     parser.add_argument("--train-peers", action="store_true", help="train NAFNet first (skipped when its run exists)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="write the table here")
+    parser.add_argument("--train-peer-stage", metavar="STAGE",
+                        help="only train NAFNet through this stage of a recipe (e.g. denoise_256), then exit")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --train-peer-stage: override a config field")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.train_peer_stage:
+        train_peer_stage(args.train_peer_stage, args.device, args.set)
+        return
 
     rows = []
     for task in args.tasks:

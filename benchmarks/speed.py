@@ -13,7 +13,11 @@ at large sizes the default allocator's page faults take most of every model's ti
 is the median of repeated runs after one warm-up run (min and max too); peak memory is the
 process's peak RSS (or CUDA allocation). Training: one step (forward, backward, AdamW) on a
 batch of 4 crops of 128x128 with our loss, plain and with activation checkpointing, under the
-first allocator listed. Every case runs in its own process. Weights are random.
+first allocator listed. With ``--amp`` (for CUDA), the fused model, the peers and our training
+step also run under bfloat16 autocast (variants ending in ``_bf16``; our Fourier units keep
+their FFTs in float32). Every case runs in its own process. Weights are random.
+
+    python benchmarks/speed.py --device cuda --amp --allocators default --presets sfhformer_s
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ PEERS = {"nafnet_w32": ("nafnet", dict(width=32, middle=12, enc=(2, 2, 4, 8), de
 
 def build(name: str, variant: str):
     import sfhformer
+    variant = variant.removesuffix("_bf16")
     if name in PEERS:
         import peers
         builder, kwargs = PEERS[name]
@@ -61,7 +66,7 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
     times = []
     if mode == "infer":
         model.eval()
-        if variant == "fused":
+        if variant.startswith("fused"):
             model.fuse()
         x = torch.rand(1, 3, size, size, device=dev)
         step = lambda: model(x)  # noqa: E731
@@ -76,6 +81,11 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
             restoration_loss(model(x), y).backward()
             opt.step()
         context = torch.enable_grad
+    if variant.endswith("bf16"):
+        run = step
+        def step():
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                return run()
     with context():
         for i in range(repeats + 1):
             sync()
@@ -101,12 +111,13 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["sfhformer_t", "sfhformer_s"])
     parser.add_argument("--peers", nargs="*", default=list(PEERS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
-    parser.add_argument("--train-size", type=int, default=128)
+    parser.add_argument("--train-size", type=int, default=128, help="crop side of the training cases (0: none)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--allocators", nargs="+", choices=["default", "reuse"], default=["default", "reuse"],
                         help="inference cases run under each (training cases under the first)")
+    parser.add_argument("--amp", action="store_true", help="also time bfloat16 autocast (fused model, peers, training)")
     parser.add_argument("--json")
     parser.add_argument("--case", nargs=6, metavar=("MODEL", "VARIANT", "SIZE", "MODE", "DEVICE", "ALLOCATOR"),
                         help=argparse.SUPPRESS)
@@ -122,12 +133,15 @@ def main() -> None:
         for alloc in args.allocators:
             for p in args.presets:
                 cases += [(p, "plain", size, "infer", alloc), (p, "fused", size, "infer", alloc)]
-            cases += [(peer, "-", size, "infer", alloc) for peer in args.peers]
+                cases += [(p, "fused_bf16", size, "infer", alloc)] if args.amp else []
+            cases += [(peer, v, size, "infer", alloc) for peer in args.peers for v in ["-"] + ["bf16"] * args.amp]
     train_alloc = args.allocators[0]
-    for p in args.presets:
+    for p in args.presets if args.train_size else []:
         cases += [(p, "plain", args.train_size, "train", train_alloc),
                   (p, "checkpointed", args.train_size, "train", train_alloc)]
-    cases += [(peer, "-", args.train_size, "train", train_alloc) for peer in args.peers]
+        cases += [(p, "plain_bf16", args.train_size, "train", train_alloc)] if args.amp else []
+    cases += [(peer, v, args.train_size, "train", train_alloc) for peer in args.peers if args.train_size
+              for v in ["-"] + ["bf16"] * args.amp]
     rows = []
     print(f"{'model':<12} {'variant':<12} {'mode':<5} {'alloc':<7} {'size':>5} {'median s':>9} {'min':>7} {'max':>7} "
           f"{'params':>10} {'GMAC':>7} {'peak MB':>8}", flush=True)
@@ -159,6 +173,15 @@ def main() -> None:
                     if (peer, "-", "infer", size, alloc) in by:
                         line += (f"; takes {fused['median_s'] / by[(peer, '-', 'infer', size, alloc)]['median_s']:.2f}x "
                                  f"{peer}'s time")
+                print(line)
+            bf16 = by.get((p, "fused_bf16", "infer", size, args.allocators[0]))
+            fp32 = by.get((p, "fused", "infer", size, args.allocators[0]))
+            if bf16 and fp32:
+                line = f"  {p} {size}²: bf16 autocast runs {fp32['median_s'] / bf16['median_s']:.2f}x as fast as fp32"
+                for peer in args.peers:
+                    if (peer, "bf16", "infer", size, args.allocators[0]) in by:
+                        line += (f"; takes {bf16['median_s'] / by[(peer, 'bf16', 'infer', size, args.allocators[0])]['median_s']:.2f}x "
+                                 f"{peer}'s bf16 time")
                 print(line)
     for p in args.presets:
         plain = by.get((p, "plain", "train", args.train_size, train_alloc))
