@@ -5,9 +5,10 @@
 For each model: the held-out photographs, degraded as ``benchmarks/quality.py`` degrades them
 (denoise: sigma 25; deblur: length 11 + sigma 1), restored as ``sfhformer restore`` restores
 them (fused model, the bundled tiling) on the CPU in float32 (the reference) and on CUDA in
-float32 (TF32 convolutions, PyTorch's default) and with ``half=True`` (float16 autocast; the
-FFTs stay float32). Printed per variant: the largest difference from the CPU output (0-255
-scale, before rounding), PSNR against the clean photographs, and seconds per photograph.
+float32 (TF32 convolutions, PyTorch's default), in float32 with TF32 off, and with
+``half=True`` (float16 autocast; the FFTs stay float32). Printed per variant: the largest
+difference from the CPU output per photograph (0-255 scale, before rounding), PSNR against
+the clean photographs, and seconds per photograph.
 Then ``torch.compile`` of the first model, fused, on CUDA against eager CUDA, on one crop.
 """
 
@@ -65,12 +66,15 @@ def main() -> None:
         degraded = [degrade(c, task, LEVEL[task], seed=1000 + i)[0] for i, c in enumerate(clean)]
         ref, cpu_s = restore_all(Restorer.from_pretrained(weights, device="cpu"), degraded)
         rows = {"cpu float32": (ref, cpu_s)}
-        for label, half in ((f"{dev} float32", False), (f"{dev} float16 autocast", True)):
+        for label, half, tf32 in ((f"{dev} float32", False, True), (f"{dev} float32, no TF32", False, False),
+                                  (f"{dev} float16 autocast", True, True)):
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
             rows[label] = restore_all(Restorer.from_pretrained(weights, device=dev, half=half), degraded)
+        torch.backends.cudnn.allow_tf32 = True
         for label, (outs, seconds) in rows.items():
-            diff = max(float((o - r).abs().max()) for o, r in zip(outs, ref))
+            diffs = " ".join(f"{float((o - r).abs().max()):6.3f}" for o, r in zip(outs, ref))
             score = np.mean([psnr(o.round().clamp(0, 255).to(torch.uint8).numpy(), c) for o, c in zip(outs, clean)])
-            print(f"{weights:<8} {label:<22} max |diff| vs cpu {diff:7.3f}/255  PSNR {score:6.2f} dB  "
+            print(f"{weights:<8} {label:<24} max |diff| vs cpu per photo (/255) {diffs}  PSNR {score:6.2f} dB  "
                   f"{seconds * 1000:8.1f} ms/photo", flush=True)
         if args.compile_size and weights == args.weights[0]:  # one model: compiling takes a while
             model = Restorer.from_pretrained(weights, device=dev).model
