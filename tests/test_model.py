@@ -5,7 +5,7 @@ import torch
 
 import sfhformer
 from sfhformer import SFHformerConfig, create_model
-from sfhformer.models.blocks import from_frequency, to_frequency
+from sfhformer.models.blocks import drop_non_hermitian_, from_frequency, to_frequency
 
 from conftest import SMALL
 
@@ -107,6 +107,41 @@ def test_frequency_layout_is_interleaved_and_invertible():
     assert f.shape == (2, 6, 10, 7)
     assert torch.allclose(f[:, 0::2], ref.real) and torch.allclose(f[:, 1::2], ref.imag)
     assert torch.allclose(from_frequency(f, (10, 13)), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(10, 16), (9, 13)])
+def test_inverse_fft_gets_a_spectrum_with_a_real_inverse(monkeypatch, size):
+    """The network's spectrum is not Hermitian in its first (and, for even W, last) column;
+    cuFFT's c2r leaves that part undefined, pocketfft drops it. The Fourier unit must drop it
+    before irfft2, so that every backend computes the same image."""
+    seen = []
+    irfft2 = torch.fft.irfft2
+
+    def spy(z, s=None, **kwargs):
+        seen.append((z.clone(), s[-1]))
+        return irfft2(z, s=s, **kwargs)
+    monkeypatch.setattr(torch.fft, "irfft2", spy)
+    torch.manual_seed(0)
+    model = small("paper_k4").eval()
+    _activate_layer_scale(model)
+    with torch.no_grad():
+        model(torch.rand(1, 3, *size))
+    assert len(seen) == sum(1 for m in model.modules() if type(m).__name__ == "FourierUnit")
+    for z, width in seen:
+        for k in (0, z.shape[-1] - 1) if width % 2 == 0 else (0,):
+            col = z[..., k]
+            # Hermitian along H, so that its inverse along H is real, as any c2r needs
+            assert torch.fft.ifft(col, dim=-1).imag.abs().max() < 1e-5 * (1 + col.abs().max()), (width, k)
+
+
+def test_dropping_the_non_hermitian_part_leaves_the_cpu_result_unchanged():
+    torch.manual_seed(0)
+    for h, w in ((10, 16), (9, 13), (1, 8)):
+        f = torch.randn(2, 6, h, w // 2 + 1) * 50
+        before = from_frequency(f, (h, w))
+        after = from_frequency(drop_non_hermitian_(f.clone(), w), (h, w))
+        assert torch.allclose(before, after, atol=1e-3)
+        assert not torch.equal(f, drop_non_hermitian_(f.clone(), w))  # it did change the spectrum
 
 
 def test_bfloat16_autocast_runs_close_to_float32():

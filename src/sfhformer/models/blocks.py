@@ -68,6 +68,24 @@ def from_frequency(f: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.fft.irfft2(torch.complex(f[:, :, 0], f[:, :, 1]), s=size, norm="ortho")
 
 
+def drop_non_hermitian_(f: torch.Tensor, width: int) -> torch.Tensor:
+    """Keep only the Hermitian part (along H) of an interleaved spectrum's first column and, for
+    even ``width``, its last: (B, 2C, H, width//2+1), in place; returns ``f``.
+
+    A real image's spectrum is Hermitian there; a network's output spectrum is not, and the
+    rest has no real inverse. pocketfft (CPU) drops it inside irfft2; cuFFT's c2r leaves it
+    undefined and lets it into the image for some sizes. Dropping it before irfft2 makes every
+    backend compute what the CPU computes (there the result does not change).
+    """
+    w = f.shape[-1]
+    for k in (0, w - 1) if width % 2 == 0 else (0,):
+        col = f[..., k].unflatten(1, (-1, 2))  # (B, C, 2, H): re, im
+        mirrored = torch.roll(col.flip(-1), 1, -1)  # c[-h]
+        re, im = col[:, :, 0] + mirrored[:, :, 0], col[:, :, 1] - mirrored[:, :, 1]
+        f[..., k] = torch.stack((re, im), 2).flatten(1, 2) / 2  # (c[h] + conj(c[-h])) / 2
+    return f
+
+
 class FourierUnit(nn.Module):
     """Global mixing by 1x1 convolutions on the image's spectrum.
 
@@ -99,7 +117,7 @@ class FourierUnit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
             f = to_frequency(x.float()).to(self.spectral_conv.weight.dtype)
-            f = self.spectral_mix(f)
+            f = drop_non_hermitian_(self.spectral_mix(f), x.shape[-1])
             y = from_frequency(f.float(), x.shape[-2:])
         return y.to(x.dtype)
 
