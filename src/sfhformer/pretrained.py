@@ -33,10 +33,10 @@ class BundledWeights:
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
         "denoise.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 15-50)",
-        "configs/bundled/denoise_128.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},), tile=128),
+        "configs/bundled/denoise_256.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},), tile=128),
     "deblur": BundledWeights(
         "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
-        "configs/bundled/deblur_128.yaml",
+        "configs/bundled/deblur_256.yaml",
         ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_noise", "sigma": [1, 1]})),
 }
 
