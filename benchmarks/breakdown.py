@@ -5,6 +5,8 @@
 Forward hooks time every Fourier unit, the rest of each mixer, each FFN, and everything
 outside the blocks (embedding, down/upsampling, skip fusion, head), over repeated runs after
 a warm-up, with freed memory kept for reuse as ``Restorer`` runs on a CPU. Random weights.
+Then the steps inside the Fourier units, each run alone on every unit's own input (summed
+over the units; each step's input computed beforehand, untimed).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections import defaultdict
 import torch
 
 import sfhformer
-from sfhformer.models.blocks import Block, FourierUnit, GlobalBranch
+from sfhformer.models.blocks import (Block, FourierUnit, GlobalBranch, drop_non_hermitian_, from_frequency,
+                                     to_frequency)
 from sfhformer.utils import keep_freed_memory
 
 
@@ -68,6 +71,48 @@ def main() -> None:
     print(f"{args.preset} at {args.size}x{args.size}, fused, {args.threads} threads: {whole:.3f} s per image")
     for name, sec in rows.items():
         print(f"  {name:<58} {sec:7.3f} s  {100 * sec / whole:5.1f}%")
+    fourier_steps(model, x, args.repeats, parts["fourier unit"])
+
+
+def fourier_steps(model: torch.nn.Module, x: torch.Tensor, repeats: int, total: float) -> None:
+    """Time each step of every Fourier unit alone, on the input it gets inside the network."""
+    inputs: dict[FourierUnit, torch.Tensor] = {}
+    units = [m for m in model.modules() if isinstance(m, FourierUnit)]
+    handles = [u.register_forward_pre_hook(lambda m, i: inputs.__setitem__(m, i[0])) for u in units]
+    with torch.inference_mode():
+        model(x)
+    for h in handles:
+        h.remove()
+    steps: dict[str, float] = defaultdict(float)
+
+    def step(name: str, fn, *args):
+        fn(*args)  # warm-up
+        t = time.perf_counter()
+        for _ in range(repeats):
+            out = fn(*args)
+        steps[name] += (time.perf_counter() - t) / repeats
+        return out
+
+    with torch.inference_mode():
+        for unit, u in inputs.items():
+            size = u.shape[-2:]
+            spectrum = step("rfft2", lambda: torch.fft.rfft2(u, norm="ortho"))
+            step("rfft2 + re/im interleave (to_frequency)", to_frequency, u)
+            f = to_frequency(u)
+            if unit.norm is not None:
+                f = step("spectral BatchNorm", unit.norm, f)
+            if unit.pos_enc is not None:
+                f = step("positional encoding (dwconv3x3 + add)", lambda: f + unit.pos_enc(f))
+            g = step("spectral 1x1 conv", unit.spectral_conv, f)
+            if unit.mix_logits is not None:
+                step("K-kernel mixing (logits, softmax, weighted sum)", lambda: unit.spectral_mix(f))
+            g = step("GELU", torch.nn.functional.gelu, g)
+            step("drop non-Hermitian part", lambda: drop_non_hermitian_(g, size[-1]))
+            step("re/im to complex + irfft2 (from_frequency)", from_frequency, g, size)
+            step("irfft2", lambda: torch.fft.irfft2(spectrum, s=size, norm="ortho"))
+    print(f"inside the Fourier units ({total:.3f} s in the network), each step alone:")
+    for name, sec in steps.items():
+        print(f"  {name:<58} {sec:7.3f} s")
 
 
 if __name__ == "__main__":
