@@ -5,7 +5,7 @@ import torch
 
 import sfhformer
 from sfhformer import SFHformerConfig, create_model
-from sfhformer.models.blocks import drop_non_hermitian_, from_frequency, to_frequency
+from sfhformer.models.blocks import FourierUnit, drop_non_hermitian_, from_frequency, to_frequency
 
 from conftest import SMALL
 
@@ -126,7 +126,7 @@ def test_inverse_fft_gets_a_spectrum_with_a_real_inverse(monkeypatch, size):
     _activate_layer_scale(model)
     with torch.no_grad():
         model(torch.rand(1, 3, *size))
-    assert len(seen) == sum(1 for m in model.modules() if type(m).__name__ == "FourierUnit")
+    assert len(seen) == sum(1 for m in model.modules() if isinstance(m, FourierUnit))
     for z, width in seen:
         for k in (0, z.shape[-1] - 1) if width % 2 == 0 else (0,):
             col = z[..., k]
