@@ -243,3 +243,29 @@ def test_init_from_starts_a_new_run_from_another_runs_ema_weights(tmp_path):
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)  # unknown keys and bad YAML are errors
     assert cfg["data"]["train"] and cfg["train"]["steps"] > 0
+
+
+def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_path):
+    """configs/bundled/stage3_gpu.sh (the shipped models' last stage, normally on a GPU), here
+    on the CPU with tiny crops: a probe sets the step count, both runs start from the given
+    weights and finish with it."""
+    root = Path(__file__).resolve().parent.parent
+    weights = root / "src" / "sfhformer" / "weights"
+    env = {**os.environ, "RUNS_DIR": str(tmp_path), "PROBE_STEPS": "6", "OMP_NUM_THREADS": "1",
+           "DENOISE_INIT": str(weights / "denoise.safetensors"), "DEBLUR_INIT": str(weights / "deblur.safetensors"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        ["bash", str(root / "configs" / "bundled" / "stage3_gpu.sh"), "0.01", "train.device=cpu",
+         "data.train.crop=32", "train.batch_size=2", "train.num_workers=0", "data.val.max_side=32",
+         "val.every=1000", "checkpoint.every=1000", "log.every=10"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "probe:" in result.stderr and "-> 50 steps" in result.stderr  # 0.01 min: the 50-step floor
+    for task in ("denoise", "deblur"):
+        run = tmp_path / f"bundled_{task}_256"
+        cfg = json.loads((run / "config.json").read_text())
+        assert cfg["train"]["steps"] == 50 and cfg["train"]["init_from"] == str(weights / f"{task}.safetensors")
+        assert cfg["data"]["train"]["crop"] == 32
+        assert [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["step"] == 50
+        assert sfhformer.load(run / "checkpoints" / "last.safetensors").config == \
+            sfhformer.load(weights / f"{task}.safetensors").config

@@ -5,12 +5,13 @@
 #
 #   bash configs/bundled/stage3_gpu.sh [MINUTES [KEY=VALUE ...]]
 #
-# MINUTES: a 60-step probe of every run (side by side, as they will run) measures the slowest
-# one's step time, and train.steps is set so that they end in about that many minutes; the
-# configs' `steps` record what ran for the shipped weights. Without MINUTES (or with 0): the
-# configs' steps. KEY=VALUE overrides go to every run. DENOISE_INIT, DEBLUR_INIT,
-# PEER_DENOISE_INIT and PEER_DEBLUR_INIT replace the stage-2 weights each run starts from (by
-# default the stage-2 runs under runs/). Logs: runs/<run>.out.
+# MINUTES: a probe of every run (PROBE_STEPS steps, default 60, side by side as they will run)
+# measures the slowest one's step time, and train.steps is set so that they end in about that
+# many minutes (at least 50 steps); the configs' `steps` record what ran for the shipped
+# weights. Without MINUTES (or with 0): the configs' steps. KEY=VALUE overrides go to every
+# run. DENOISE_INIT, DEBLUR_INIT, PEER_DENOISE_INIT and PEER_DEBLUR_INIT replace the stage-2
+# weights each run starts from (by default the stage-2 runs under runs/). Runs and their logs
+# (<run>.out) go to RUNS_DIR (default runs/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 minutes=${1:-0}
@@ -44,13 +45,16 @@ wait_all() {  # wait for every launched run; on a failure show the ends of the l
 
 run_name() { [[ $1 == ours ]] && echo "bundled_${2}_256" || echo "peer_nafnet_${2}_256"; }
 
-mkdir -p runs
+runs=${RUNS_DIR:-runs}
+probe_steps=${PROBE_STEPS:-60}
+mkdir -p "$runs"
 steps=()
 if [[ $minutes != 0 ]]; then
   probe=$(mktemp -d)
   for kind in "${kinds[@]}"; do for task in denoise deblur; do
     launch "$kind" "$task" "$probe/$kind-$task" "$probe/$kind-$task.out" "$@" \
-      train.steps=60 log.every=20 val.every=1000000 checkpoint.every=1000000 resume=false
+      train.steps="$probe_steps" log.every=$((probe_steps / 3)) val.every=1000000 checkpoint.every=1000000 \
+      resume=false
   done; done
   wait_all "$probe"/*.out
   n=$(python3 - "$probe" "$minutes" <<'PY'
@@ -58,9 +62,10 @@ import json, sys
 from pathlib import Path
 probe, minutes = Path(sys.argv[1]), float(sys.argv[2])
 per_step = 0.0
-for log in probe.glob("*/log.jsonl"):
+for log in probe.glob("*/log.jsonl"):  # from the first logged step on: start-up excluded
     t = {r["step"]: r["time"] for r in map(json.loads, log.read_text().splitlines()) if "time" in r}
-    per_step = max(per_step, (t[60] - t[20]) / 40)
+    first, last = min(t), max(t)
+    per_step = max(per_step, (t[last] - t[first]) / (last - first))
 steps = max(50, int(minutes * 60 * 0.93 / per_step) // 50 * 50)  # 7% for validation and checkpoints
 print(f"probe: {per_step:.3f} s/step side by side -> {steps} steps in {minutes} min", file=sys.stderr)
 print(steps)
@@ -71,8 +76,8 @@ fi
 logs=()
 for kind in "${kinds[@]}"; do for task in denoise deblur; do
   name=$(run_name "$kind" "$task")
-  launch "$kind" "$task" "runs/$name" "runs/$name.out" "$@" "${steps[@]}"
-  logs+=("runs/$name.out")
+  launch "$kind" "$task" "$runs/$name" "$runs/$name.out" "$@" "${steps[@]}"
+  logs+=("$runs/$name.out")
 done; done
 wait_all "${logs[@]}"
 tail -n 1 "${logs[@]}"
