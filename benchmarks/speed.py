@@ -15,7 +15,10 @@ process's peak RSS (or CUDA allocation). Training: one step (forward, backward, 
 batch of 4 crops of 128x128 with our loss, plain and with activation checkpointing, under the
 first allocator listed. With ``--amp`` (for CUDA), the fused model, the peers and our training
 step also run under bfloat16 autocast (variants ending in ``_bf16``; our Fourier units keep
-their FFTs in float32). Every case runs in its own process. Weights are random.
+their FFTs in float32). With ``--compile``, the fused model and the peers also run through
+``torch.compile`` (inductor, weights frozen into the graph; variants ending in ``compiled``;
+the compilation is the untimed warm-up run). Every case runs in its own process. Weights are
+random.
 
     python benchmarks/speed.py --device cuda --amp --allocators default --presets sfhformer_s
 """
@@ -37,7 +40,7 @@ PEERS = {"nafnet_w32": ("nafnet", dict(width=32, middle=12, enc=(2, 2, 4, 8), de
 
 def build(name: str, variant: str):
     import sfhformer
-    variant = variant.removesuffix("_bf16")
+    variant = variant.removesuffix("_bf16").removesuffix("_compiled")
     if name in PEERS:
         import peers
         builder, kwargs = PEERS[name]
@@ -69,7 +72,12 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
         if variant.startswith("fused"):
             model.fuse()
         x = torch.rand(1, 3, size, size, device=dev)
-        step = lambda: model(x)  # noqa: E731
+        net = model
+        if variant.endswith("compiled"):
+            import torch._inductor.config
+            torch._inductor.config.freezing = True  # weights become constants: folded, laid out for the CPU
+            net = torch.compile(model)
+        step = lambda: net(x)  # noqa: E731
         context = torch.inference_mode
     else:
         model.train()
@@ -118,6 +126,7 @@ def main() -> None:
     parser.add_argument("--allocators", nargs="+", choices=["default", "reuse"], default=["default", "reuse"],
                         help="inference cases run under each (training cases under the first)")
     parser.add_argument("--amp", action="store_true", help="also time bfloat16 autocast (fused model, peers, training)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (fused model, peers)")
     parser.add_argument("--json")
     parser.add_argument("--case", nargs=6, metavar=("MODEL", "VARIANT", "SIZE", "MODE", "DEVICE", "ALLOCATOR"),
                         help=argparse.SUPPRESS)
@@ -134,7 +143,9 @@ def main() -> None:
             for p in args.presets:
                 cases += [(p, "plain", size, "infer", alloc), (p, "fused", size, "infer", alloc)]
                 cases += [(p, "fused_bf16", size, "infer", alloc)] if args.amp else []
-            cases += [(peer, v, size, "infer", alloc) for peer in args.peers for v in ["-"] + ["bf16"] * args.amp]
+                cases += [(p, "fused_compiled", size, "infer", alloc)] if args.compile else []
+            cases += [(peer, v, size, "infer", alloc) for peer in args.peers
+                      for v in ["-"] + ["bf16"] * args.amp + ["compiled"] * args.compile]
     train_alloc = args.allocators[0]
     for p in args.presets if args.train_size else []:
         cases += [(p, "plain", args.train_size, "train", train_alloc),
@@ -143,18 +154,18 @@ def main() -> None:
     cases += [(peer, v, args.train_size, "train", train_alloc) for peer in args.peers if args.train_size
               for v in ["-"] + ["bf16"] * args.amp]
     rows = []
-    print(f"{'model':<12} {'variant':<12} {'mode':<5} {'alloc':<7} {'size':>5} {'median s':>9} {'min':>7} {'max':>7} "
+    print(f"{'model':<12} {'variant':<14} {'mode':<5} {'alloc':<7} {'size':>5} {'median s':>9} {'min':>7} {'max':>7} "
           f"{'params':>10} {'GMAC':>7} {'peak MB':>8}", flush=True)
     for name, variant, size, mode, alloc in cases:
         row = run_isolated(__file__, [name, variant, str(size), mode, args.device, alloc,
                                       "--repeats", str(args.repeats), "--threads", str(args.threads)])
         if isinstance(row, str):
-            print(f"{name:<12} {variant:<12} {mode:<5} {alloc:<7} {size:>5} failed: {row}", flush=True)
+            print(f"{name:<12} {variant:<14} {mode:<5} {alloc:<7} {size:>5} failed: {row}", flush=True)
             continue
         rows.append(row)
         peak = row.get("peak_cuda_mb", row["peak_rss_mb"])
         gmacs = f"{row['gmacs']:>7.1f}" if "gmacs" in row else f"{'':>7}"
-        print(f"{name:<12} {variant:<12} {mode:<5} {alloc:<7} {size:>5} {row['median_s']:>9.3f} {row['min_s']:>7.3f} "
+        print(f"{name:<12} {variant:<14} {mode:<5} {alloc:<7} {size:>5} {row['median_s']:>9.3f} {row['min_s']:>7.3f} "
               f"{row['max_s']:>7.3f} {row['params']:>10,} {gmacs} {peak:>8.0f}", flush=True)
     # ratios against the plain path and against the peer
     by = {(r["model"], r["variant"], r["mode"], r["size"], r["allocator"]): r for r in rows}
@@ -174,15 +185,18 @@ def main() -> None:
                         line += (f"; takes {fused['median_s'] / by[(peer, '-', 'infer', size, alloc)]['median_s']:.2f}x "
                                  f"{peer}'s time")
                 print(line)
-            bf16 = by.get((p, "fused_bf16", "infer", size, args.allocators[0]))
-            fp32 = by.get((p, "fused", "infer", size, args.allocators[0]))
-            if bf16 and fp32:
-                line = f"  {p} {size}²: bf16 autocast runs {fp32['median_s'] / bf16['median_s']:.2f}x as fast as fp32"
-                for peer in args.peers:
-                    if (peer, "bf16", "infer", size, args.allocators[0]) in by:
-                        line += (f"; takes {bf16['median_s'] / by[(peer, 'bf16', 'infer', size, args.allocators[0])]['median_s']:.2f}x "
-                                 f"{peer}'s bf16 time")
-                print(line)
+            for ours, peer_variant, what in (("fused_bf16", "bf16", "bf16 autocast"),
+                                             ("fused_compiled", "compiled", "torch.compile")):
+                for alloc in args.allocators:
+                    eager, row = by.get((p, "fused", "infer", size, alloc)), by.get((p, ours, "infer", size, alloc))
+                    if not (eager and row):
+                        continue
+                    line = f"  {p} {size}² ({alloc} allocator): {what} runs {eager['median_s'] / row['median_s']:.2f}x as fast as eager fp32"
+                    for peer in args.peers:
+                        other = by.get((peer, peer_variant, "infer", size, alloc))
+                        if other:
+                            line += f"; takes {row['median_s'] / other['median_s']:.2f}x {peer}'s {what} time"
+                    print(line)
     for p in args.presets:
         plain = by.get((p, "plain", "train", args.train_size, train_alloc))
         ck = by.get((p, "checkpointed", "train", args.train_size, train_alloc))
