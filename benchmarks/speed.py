@@ -102,10 +102,13 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
             sync()
             if i:
                 times.append(time.perf_counter() - t)
+            else:
+                first = time.perf_counter() - t  # the warm-up: with torch.compile, the compilation
             if sum(times) > 90:
                 break
     row = {"model": name, "variant": variant, "mode": mode, "size": size, "device": device, "allocator": allocator,
            "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times),
+           "first_s": first,
            "params": count_params(model), "peak_rss_mb": peak_rss_mb()}
     if dev.type == "cuda":
         row["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
