@@ -18,7 +18,8 @@ models, and NAFNet trained with the same data, steps and loss.
 - The learned models run as ``sfhformer restore`` runs them, with the bundled model's tiling
   (``sfhformer.pretrained.BUNDLED``: the denoiser in tiles of 128 px with 32 px overlap, the
   deblurrer whole), and NAFNet the same way; rows marked "whole image" run each photograph
-  in one pass instead.
+  in one pass instead, and "x8 self-ensemble" averages the 8 flips/rotations
+  (``Restorer(ensemble=True)``, ``--ensemble``: 8x the time).
 Scores: PSNR/SSIM on RGB uint8, no border crop (``sfhformer.metrics``).
 """
 
@@ -199,7 +200,8 @@ def main() -> None:
             train_peer(task, args.device)
         tile, overlap = BUNDLED[task].tile, BUNDLED[task].tile_overlap
         ours = "SFHformer-t (bundled)"
-        learned = {ours: Restorer.from_pretrained(task, device=args.device)}
+        learned = {ours: Restorer.from_pretrained(task, device=args.device),
+                   f"{ours}, x8 self-ensemble": Restorer.from_pretrained(task, device=args.device, ensemble=True)}
         if tile is not None:
             learned[f"{ours}, whole image"] = Restorer.from_pretrained(task, device=args.device, tile=None)
         peer = load_peer(task)
