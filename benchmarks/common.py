@@ -50,3 +50,10 @@ def count_macs(model, size: int) -> int:
     with torch.no_grad(), counter:
         model(torch.zeros(1, 3, size, size, dtype=param.dtype, device=param.device))
     return counter.get_total_flops() // 2
+
+
+def synchronizer(device):
+    """A function that waits for the device's queued work (CUDA), so that wall-clock timings
+    cover it; a no-op on the CPU."""
+    import torch
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)

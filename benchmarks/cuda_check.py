@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from common import synchronizer  # noqa: E402
 from quality import degrade, load_photo  # noqa: E402
 
 from sfhformer.data import HELD_OUT  # noqa: E402
@@ -36,14 +37,13 @@ LEVEL = {"denoise": 25, "deblur": 11}
 def restore_all(restorer: Restorer, images: list[np.ndarray]) -> tuple[list[torch.Tensor], float]:
     """Float outputs (H, W, 3) in [0, 255] and seconds per image (after one warm-up image)."""
     outs, times = [], []
+    sync = synchronizer(restorer.device)
     for i, img in enumerate([images[0]] + images):
         x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(restorer.device)
-        if restorer.device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         y = restorer.restore_tensor(x)
-        if restorer.device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         if i:
             times.append(time.perf_counter() - t)
             outs.append(y[0].permute(1, 2, 0).cpu() * 255)
@@ -80,16 +80,15 @@ def main() -> None:
             model = Restorer.from_pretrained(weights, device=dev).model
             n = args.compile_size
             x = torch.from_numpy(degraded[0][:n, :n]).permute(2, 0, 1)[None].float().div(255).to(dev)
+            sync = synchronizer(dev)
             t = time.perf_counter()
             compiled = torch.compile(model)
             with torch.inference_mode():
                 out = compiled(x)
-                if dev.startswith("cuda"):
-                    torch.cuda.synchronize()
+                sync()
                 took = time.perf_counter() - t
                 diff = float((out - model(x)).abs().max())
                 times = []
-                sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
                 for fn in (model, compiled):
                     sync()
                     t = time.perf_counter()

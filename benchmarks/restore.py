@@ -21,7 +21,7 @@ import os
 import statistics
 import time
 
-from common import peak_rss_mb, run_isolated, write_results
+from common import synchronizer, peak_rss_mb, run_isolated, write_results
 
 
 def run_case(preset: str, size: int, mode: str, device: str, repeats: int, threads: int) -> dict:
@@ -34,7 +34,7 @@ def run_case(preset: str, size: int, mode: str, device: str, repeats: int, threa
     torch.set_num_threads(threads)
     dev = torch.device(device)
     model = sfhformer.create_model(preset).fuse()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = synchronizer(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []

@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 
-from common import count_macs, peak_rss_mb, run_isolated, write_results
+from common import synchronizer, count_macs, peak_rss_mb, run_isolated, write_results
 
 # name -> (builder in peers.py, its arguments)
 PEERS = {"nafnet_w32": ("nafnet", dict(width=32, middle=12, enc=(2, 2, 4, 8), dec=(2, 2, 2, 2))),
@@ -65,7 +65,7 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
     torch.set_num_threads(threads)
     dev = torch.device(device)
     model = build(name, variant).to(dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = synchronizer(dev)
     times = []
     if mode == "infer":
         model.eval()
@@ -176,29 +176,23 @@ def main() -> None:
     for size in args.sizes:
         for p in args.presets:
             base = by.get((p, "plain", "infer", size, "default"))
-            for alloc in args.allocators:
-                plain, fused = by.get((p, "plain", "infer", size, alloc)), by.get((p, "fused", "infer", size, alloc))
-                if not (plain and fused):
-                    continue
-                line = f"  {p} {size}² ({alloc} allocator): fused runs {plain['median_s'] / fused['median_s']:.2f}x as fast as plain"
-                if alloc != "default" and base:
-                    line += f" ({base['median_s'] / fused['median_s']:.2f}x the default-allocator plain path)"
-                for peer in args.peers:
-                    if (peer, "-", "infer", size, alloc) in by:
-                        line += (f"; takes {fused['median_s'] / by[(peer, '-', 'infer', size, alloc)]['median_s']:.2f}x "
-                                 f"{peer}'s time")
-                print(line)
-            for ours, peer_variant, what in (("fused_bf16", "bf16", "bf16 autocast"),
-                                             ("fused_compiled", "compiled", "torch.compile")):
+            # (our variant, what it is compared with, the peers' matching variant, what it is)
+            for ours, against, peer_variant, what in (("fused", "plain", "-", "fused"),
+                                                      ("fused_bf16", "fused", "bf16", "bf16 autocast"),
+                                                      ("fused_compiled", "fused", "compiled", "torch.compile")):
                 for alloc in args.allocators:
-                    eager, row = by.get((p, "fused", "infer", size, alloc)), by.get((p, ours, "infer", size, alloc))
-                    if not (eager and row):
+                    ref, row = by.get((p, against, "infer", size, alloc)), by.get((p, ours, "infer", size, alloc))
+                    if not (ref and row):
                         continue
-                    line = f"  {p} {size}² ({alloc} allocator): {what} runs {eager['median_s'] / row['median_s']:.2f}x as fast as eager fp32"
+                    line = (f"  {p} {size}² ({alloc} allocator): {what} runs {ref['median_s'] / row['median_s']:.2f}x "
+                            f"as fast as {against} fp32 eager")
+                    if ours == "fused" and alloc != "default" and base:
+                        line += f" ({base['median_s'] / row['median_s']:.2f}x the default-allocator plain path)"
                     for peer in args.peers:
                         other = by.get((peer, peer_variant, "infer", size, alloc))
                         if other:
-                            line += f"; takes {row['median_s'] / other['median_s']:.2f}x {peer}'s {what} time"
+                            line += (f"; takes {row['median_s'] / other['median_s']:.2f}x {peer}'s "
+                                     f"{'' if peer_variant == '-' else what + ' '}time")
                     print(line)
     for p in args.presets:
         plain = by.get((p, "plain", "train", args.train_size, train_alloc))
