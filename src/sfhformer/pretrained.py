@@ -46,19 +46,25 @@ def available() -> dict[str, BundledWeights]:
     return {name: w for name, w in BUNDLED.items() if (WEIGHTS_DIR / w.file).is_file()}
 
 
+def bundled_model(weights: str | os.PathLike) -> BundledWeights | None:
+    """The bundled model that ``weights`` names, or None for anything else (an existing file
+    of that name wins over a bundled name)."""
+    return None if Path(weights).is_file() else BUNDLED.get(str(weights))
+
+
 def resolve_weights(weights: str | os.PathLike) -> Path:
     """A weights file path from a path or a bundled model name.
 
     Raises:
         FileNotFoundError: neither an existing file nor a bundled name (the message lists them).
     """
-    path = Path(weights)
-    if path.is_file():
-        return path
-    if str(weights) in BUNDLED:
-        bundled = WEIGHTS_DIR / BUNDLED[str(weights)].file
-        if bundled.is_file():
-            return bundled
-        raise FileNotFoundError(f"{bundled}: bundled weights {str(weights)!r} are missing from this installation")
+    if Path(weights).is_file():
+        return Path(weights)
+    bundled = bundled_model(weights)
+    if bundled is not None:
+        path = WEIGHTS_DIR / bundled.file
+        if path.is_file():
+            return path
+        raise FileNotFoundError(f"{path}: bundled weights {str(weights)!r} are missing from this installation")
     names = ", ".join(available()) or "none in this installation"
     raise FileNotFoundError(f"{weights}: no such weights file, nor a bundled model name (bundled: {names})")

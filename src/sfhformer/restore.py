@@ -170,11 +170,11 @@ class Restorer:
         the model in its fused inference form (:meth:`SFHformer.fuse`). A bundled model's
         tiling (:class:`~sfhformer.pretrained.BundledWeights`) applies unless ``tile`` is given
         (``tile=None``: whole images up to the pixel budget)."""
-        from .pretrained import BUNDLED, resolve_weights
+        from .pretrained import bundled_model, resolve_weights
 
         model = load(resolve_weights(weights), preset, **(overrides or {})).fuse()
-        bundled = BUNDLED.get(str(weights))
-        if bundled is not None and "tile" not in kwargs and not Path(str(weights)).is_file():
+        bundled = bundled_model(weights)
+        if bundled is not None and "tile" not in kwargs:
             kwargs.update(tile=bundled.tile, tile_overlap=kwargs.get("tile_overlap", bundled.tile_overlap))
         return cls(model, device=device, **kwargs)
 
