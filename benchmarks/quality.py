@@ -17,9 +17,11 @@ models, and NAFNet trained with the same data, steps and loss.
   steps, loss, optimiser and EMA.
 - The learned models run as ``sfhformer restore`` runs them, with the bundled model's tiling
   (``sfhformer.pretrained.BUNDLED``: the denoiser in tiles of 128 px with 32 px overlap, the
-  deblurrer whole), and NAFNet the same way; rows marked "whole image" run each photograph
-  in one pass instead, and "x8 self-ensemble" averages the 8 flips/rotations
-  (``Restorer(ensemble=True)``, ``--ensemble``: 8x the time).
+  deblurrer whole), and NAFNet the same way; rows marked "whole image" run each photograph in
+  one pass instead, the denoiser's "tiles of 256 px" row in tiles of its last stage's crop
+  size (64 px overlap; the best tiling on training photographs, ``benchmarks/tiling.py``), and
+  "x8 self-ensemble" averages the 8 flips/rotations (``Restorer(ensemble=True)``,
+  ``--ensemble``: 8x the time).
 Scores: PSNR/SSIM on RGB uint8, no border crop (``sfhformer.metrics``).
 """
 
@@ -204,6 +206,8 @@ def main() -> None:
                    f"{ours}, x8 self-ensemble": Restorer.from_pretrained(task, device=args.device, ensemble=True)}
         if tile is not None:
             learned[f"{ours}, whole image"] = Restorer.from_pretrained(task, device=args.device, tile=None)
+            learned[f"{ours}, tiles of 256 px"] = Restorer.from_pretrained(task, device=args.device, tile=256,
+                                                                          tile_overlap=64)
         peer = load_peer(task)
         if peer is not None:
             name = f"NAFNet-w16 ({sum(p.numel() for p in peer.parameters()) / 1e6:.2f} M, same recipe)"

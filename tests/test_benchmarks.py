@@ -21,3 +21,15 @@ def test_speed_benchmark_writes_a_row_per_case(tmp_path):
     assert all(r["median_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     # sfhformer_t: 10.1 GMAC at 256x256, so about 1/64 of that at 32x32 (a bit more for the FFTs)
     assert all(0.15 < r["gmacs"] < 0.2 for r in infer)
+
+
+def test_tiling_benchmark_scores_every_tiling_at_every_level(tmp_path):
+    out = tmp_path / "tiling.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tiling.py"), "--tasks", "denoise", "--side", "64",
+                          "--tilings", "0:0", "32:8", "--json", str(out)], check=True, capture_output=True, text=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["level"], r["tiling"]) for r in rows} == {(level, tiling) for level in (15, 25, 50)
+                                                        for tiling in ("whole image", "tiles 32, overlap 8")}
+    assert all(r["psnr"] > 20 for r in rows)
+    assert "denoise  best " in run.stdout
+
