@@ -7,7 +7,7 @@ near its crop size better than a whole photograph (``sfhformer.pretrained.Bundle
 This table scores, per task and level, whole-image restoration against tiles of several
 sizes and overlaps, on colour training photographs (cut to ``--side``) degraded as
 ``benchmarks/quality.py`` degrades (same functions, other seeds), and names the tiling with
-the best mean PSNR over the levels.
+the best mean PSNR over the levels (rows with ``tiling: null`` score the degraded input).
 
 Read it with care: these photographs were trained on, so they are no clean validation set.
 On them the denoiser scores whole images level with tiles of 128 px and prefers tiles of
@@ -46,7 +46,7 @@ def label(tile: int | None, overlap: int) -> str:
 
 def best(rows: list[dict], task: str) -> tuple[str, float]:
     """The tiling with the best PSNR averaged over the task's levels, and that mean."""
-    names = dict.fromkeys(r["tiling"] for r in rows if r["task"] == task)
+    names = dict.fromkeys(r["tiling"] for r in rows if r["task"] == task and r["tiling"] is not None)
     means = {n: float(np.mean([r["psnr"] for r in rows if r["task"] == task and r["tiling"] == n])) for n in names}
     name = max(means, key=means.get)
     return name, means[name]
@@ -69,6 +69,9 @@ def main() -> None:
                      for t, o in tilings}
         for level in LEVELS[task]:
             degraded = [degrade(clean, task, level, seed=5000 + i)[0] for i, clean in enumerate(photos)]
+            score = float(np.mean([psnr(d, c) for d, c in zip(degraded, photos)]))
+            rows.append({"task": task, "level": level, "tiling": None, "psnr": score})  # the input, for scale
+            print(f"{task:<8} {level:>4} {'degraded input':<24} {score:7.2f} dB", flush=True)
             for name, restorer in restorers.items():
                 score = float(np.mean([psnr(restorer.restore(d), c) for d, c in zip(degraded, photos)]))
                 rows.append({"task": task, "level": level, "tiling": name, "psnr": score})

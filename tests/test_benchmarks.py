@@ -29,7 +29,10 @@ def test_tiling_benchmark_scores_every_tiling_at_every_level(tmp_path):
                           "--tilings", "0:0", "32:8", "--json", str(out)], check=True, capture_output=True, text=True)
     rows = json.loads(out.read_text())["rows"]
     assert {(r["level"], r["tiling"]) for r in rows} == {(level, tiling) for level in (15, 25, 50)
-                                                        for tiling in ("whole image", "tiles 32, overlap 8")}
-    assert all(r["psnr"] > 20 for r in rows)
+                                                        for tiling in (None, "whole image", "tiles 32, overlap 8")}
+    for r in rows:  # the bundled denoiser gains several dB on its input at every level
+        if r["tiling"] is not None:
+            degraded = next(d["psnr"] for d in rows if d["level"] == r["level"] and d["tiling"] is None)
+            assert r["psnr"] > degraded + 3, r
     assert "denoise  best " in run.stdout
 
