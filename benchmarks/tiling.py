@@ -44,10 +44,15 @@ def label(tile: int | None, overlap: int) -> str:
     return "whole image" if tile is None else f"tiles {tile}, overlap {overlap}"
 
 
+def mean_psnr(rows: list[dict], task: str) -> dict[str, float]:
+    """Each tiling's PSNR averaged over the task's levels (the degraded-input rows left out)."""
+    names = dict.fromkeys(r["tiling"] for r in rows if r["task"] == task and r["tiling"] is not None)
+    return {n: float(np.mean([r["psnr"] for r in rows if r["task"] == task and r["tiling"] == n])) for n in names}
+
+
 def best(rows: list[dict], task: str) -> tuple[str, float]:
     """The tiling with the best PSNR averaged over the task's levels, and that mean."""
-    names = dict.fromkeys(r["tiling"] for r in rows if r["task"] == task and r["tiling"] is not None)
-    means = {n: float(np.mean([r["psnr"] for r in rows if r["task"] == task and r["tiling"] == n])) for n in names}
+    means = mean_psnr(rows, task)
     name = max(means, key=means.get)
     return name, means[name]
 
@@ -76,8 +81,7 @@ def main() -> None:
                 score = float(np.mean([psnr(restorer.restore(d), c) for d, c in zip(degraded, photos)]))
                 rows.append({"task": task, "level": level, "tiling": name, "psnr": score})
                 print(f"{task:<8} {level:>4} {name:<24} {score:7.2f} dB", flush=True)
-        for name in restorers:
-            mean = np.mean([r["psnr"] for r in rows if r["task"] == task and r["tiling"] == name])
+        for name, mean in mean_psnr(rows, task).items():
             print(f"{task:<8} mean {name:<24} {mean:7.2f} dB", flush=True)
         print(f"{task:<8} best {'%s (%.2f dB)' % best(rows, task)}", flush=True)
     if args.json:

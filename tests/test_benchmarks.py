@@ -35,4 +35,3 @@ def test_tiling_benchmark_scores_every_tiling_at_every_level(tmp_path):
             degraded = next(d["psnr"] for d in rows if d["level"] == r["level"] and d["tiling"] is None)
             assert r["psnr"] > degraded + 3, r
     assert "denoise  best " in run.stdout
-
