@@ -73,3 +73,16 @@ def test_identical_images_and_errors():
         psnr(clean, clean[1:])
     with pytest.raises(ValueError, match="at least 11x11"):
         ssim(clean[:8, :8], clean[:8, :8])
+
+
+def test_sixteen_bit_values_are_rounded_to_the_nearest_8_bit_level(tmp_path):
+    """A 16-bit level v is v / 257 in 8 bits, rounded: 200 -> 0.78 -> 1 (truncation gives 0)."""
+    deep = np.array([[200, 128, 65535 - 128, 385, 386]], np.uint16)
+    assert to_uint8_array(deep)[0, :, 0].tolist() == [1, 0, 255, 1, 2]
+    from sfhformer.evaluate import evaluate_folders
+    from sfhformer.io import write_image
+    for folder in ("pred", "gt"):
+        (tmp_path / folder).mkdir()
+    write_image(tmp_path / "pred" / "a.png", np.full((16, 16, 3), 200, np.uint16))
+    write_image(tmp_path / "gt" / "a.png", np.full((16, 16, 3), 1, np.uint8))
+    assert evaluate_folders(tmp_path / "pred", tmp_path / "gt")[0]["psnr"] == float("inf")

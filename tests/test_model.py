@@ -236,6 +236,24 @@ def test_fuse_keeps_outputs_and_removes_batchnorms(name, tmp_path):
         sfhformer.save(fused, tmp_path / "f.safetensors")
 
 
+@pytest.mark.parametrize("name", list(SMALL))
+def test_fuse_keeps_batchnorm_eps_for_a_channel_with_zero_variance(name):
+    """A channel that never varied in training has running_var 0: BatchNorm divides by
+    sqrt(eps), and so must the fold (without eps it divides by zero)."""
+    import copy
+    model = _randomized(name)
+    with torch.no_grad():
+        for n, b in model.named_buffers():
+            if n.endswith("running_var"):
+                b[0] = 0.0
+    x = torch.rand(1, 3, 33, 40)
+    with torch.no_grad():
+        plain = model(x)
+        fused = copy.deepcopy(model).fuse()(x)
+    assert torch.isfinite(plain).all() and torch.isfinite(fused).all()
+    assert (fused - plain).abs().max() <= 1e-4 * max(1.0, float(plain.abs().max()))
+
+
 def test_fuse_matches_the_golden_outputs():
     from conftest import GOLDEN
     for case, kw in [("paper_t_g1", {}), ("lol_s", {}), ("haze_small_nobn", {"fourier_bn": False})]:

@@ -162,6 +162,43 @@ def test_tiled_restoration_matches_whole_image_and_shows_no_seams():
     assert at0 > near0 * 1.1
 
 
+class TileRamp(torch.nn.Module):
+    """Identity plus an offset that grows across each tile it is given: its output depends on
+    the position inside the tile, so tiles disagree wherever they overlap."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        ramp = 0.2 * (torch.arange(h, dtype=x.dtype)[:, None] / h + torch.arange(w, dtype=x.dtype)[None, :] / w)
+        return x + ramp
+
+    def fuse(self):
+        return self
+
+
+def test_tiled_restoration_blends_tiles_that_disagree_smoothly():
+    x = torch.from_numpy(photo("chelsea")).permute(2, 0, 1)[None].float() / 255 * 0.5  # room for the offset
+    r = Restorer(TileRamp(), device="cpu", tile=128, tile_overlap=48)
+    offset = (r.restore_tensor(x) - x)[0, 0].numpy()
+    # a ramp of 0.2 over a 128-px tile rises 0.0016 a pixel; tiles 80 px apart disagree by 0.125,
+    # which the window spreads over the 48-px overlap; averaging them unweighted jumps by 0.0625
+    steps = max(np.abs(np.diff(offset, axis=0)).max(), np.abs(np.diff(offset, axis=1)).max())
+    assert steps < 0.006
+    assert offset.max() - offset.min() > 0.1  # the tiles' offsets really differ
+
+
+def test_grayscale_goes_through_the_model_and_back_as_the_mean_of_its_channels(tmp_path):
+    model = identity_model()
+    with torch.no_grad():
+        model.head[0].bias.copy_(torch.tensor([30.0, -12.0, 12.0]) / 255)  # mean +10 levels
+    r = Restorer(model, device="cpu")
+    gray = np.full((40, 48), 100, np.uint8)
+    assert (r.restore(gray) == 110).all()
+    assert (r.restore(gray[..., None]) == 110).all()
+    write_image(tmp_path / "g.png", gray)
+    assert (r.restore(tmp_path / "g.png") == 110).all()
+    assert np.array_equal(np.array(r.restore(Image.fromarray(gray))), np.full((40, 48), 110))
+
+
 def test_automatic_tiling_above_the_pixel_budget(monkeypatch):
     calls = []
     model = identity_model()

@@ -269,3 +269,82 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
         assert [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["step"] == 50
         assert sfhformer.load(run / "checkpoints" / "last.safetensors").config == \
             sfhformer.load(weights / f"{task}.safetensors").config
+
+
+# -- guards against defects the suite once missed (issue 13) ----------------------------------
+
+class DropoutNet(torch.nn.Module):
+    """A tiny network that draws from the global RNG on every training step (dropout)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.drop = torch.nn.Dropout(0.5)
+        self.conv2 = torch.nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(self.drop(torch.relu(self.conv1(x))))
+
+
+def test_resume_is_exact_for_a_network_that_draws_from_the_global_rng(tmp_path):
+    common = ["val.every=100", "train.ema=0"]
+    train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")), common), model=DropoutNet())
+    cfg_b = write_config(tmp_path, out_dir=str(tmp_path / "b"))
+    assert train(load_config(cfg_b, common + ["train.stop_at_step=2"]), model=DropoutNet())["step"] == 2
+    train(load_config(cfg_b, common), model=DropoutNet())  # resumes at step 2 for 4 more
+    a, b = final_state(tmp_path / "a"), final_state(tmp_path / "b")
+    assert b["step"] == 6
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])  # the same stream, saved alike
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_fft_loss_weight_is_the_configured_one(tmp_path):
+    """lr 0: the logged step-1 loss is the loss of the initial network on the first batch."""
+    from torch.utils.data import default_collate
+
+    from sfhformer.data import build_dataset
+
+    def first_step_loss(weight):
+        torch.manual_seed(1)
+        net = torch.nn.Conv2d(3, 3, 3, padding=1)
+        out = tmp_path / f"w{weight}"
+        cfg = load_config(write_config(tmp_path, out_dir=str(out)),
+                          ["train.steps=1", "train.lr=0", "train.min_lr=0", "val.every=100", "train.ema=0",
+                           f"train.fft_loss_weight={weight}"])
+        expected_net = torch.nn.Conv2d(3, 3, 3, padding=1)
+        expected_net.load_state_dict(net.state_dict())
+        train(cfg, model=net)
+        batch = next(iter(EpochBatchSampler(32, 4, seed=cfg["train"]["seed"])))
+        data = build_dataset(cfg["data"]["train"], seed=cfg["train"]["seed"])
+        sample = default_collate([data[i] for i in batch])
+        with torch.no_grad():
+            pred = expected_net(sample["lq"])
+        return losses(out)[1], pred, sample["gt"]
+
+    logged, pred, gt = first_step_loss(0)
+    assert logged == pytest.approx(float(torch.nn.functional.l1_loss(pred, gt)), rel=1e-5)
+    logged, pred, gt = first_step_loss(0.5)
+    assert logged == pytest.approx(float(restoration_loss(pred, gt, 0.5)), rel=1e-5)
+    assert float(restoration_loss(pred, gt, 0.5)) != pytest.approx(float(restoration_loss(pred, gt, 0.1)), rel=1e-3)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_sampler_visits_every_sample_once_per_epoch_in_a_new_order(world):
+    size, batch = 23, 4  # 5 batches an epoch; 3 samples left over each epoch
+    per_epoch = size // batch
+    streams = [iter(EpochBatchSampler(size, batch, seed=3, rank=r, world=world)) for r in range(world)]
+    orders = []
+    for epoch in range(3):
+        order = []
+        for _ in range(per_epoch):
+            local = [next(s) for s in streams]
+            assert all(len(b) == batch // world for b in local)
+            assert all(e == epoch for b in local for _, e in b)
+            for b in local:  # each process's share holds distinct samples too
+                assert len({i for i, _ in b}) == len(b)
+            order += [i for b in local for i, _ in b]
+        assert len(order) == len(set(order)) == size - size % batch
+        orders.append(order)
+    assert orders[0] != orders[1] != orders[2] and orders[0] != orders[2]

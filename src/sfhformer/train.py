@@ -407,7 +407,7 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
                if tc["ema"] else None)
         amp_dtype = _amp_dtype(tc["amp"], procs.device)
         scaler = torch.amp.GradScaler(procs.device.type, enabled=amp_dtype == torch.float16)
-        step, best_psnr = 0, -math.inf
+        step, best_psnr, resume_rng = 0, -math.inf, None
 
         # -- resume --------------------------------------------------------------------------
         if resume_path is not None and resume_path.exists():
@@ -423,7 +423,7 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
             if ema is not None and state.get("ema") is not None:
                 ema.load_state_dict(state["ema"])
             step, best_psnr = state["step"], state["best_psnr"]
-            _set_rng_state(state["rng"])
+            resume_rng = state["rng"]
             if procs.main:
                 print(f"resumed from {resume_path} at step {step}")
         elif resume not in ("auto", None, False):
@@ -432,8 +432,11 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
         # -- data ----------------------------------------------------------------------------
         train_set = build_dataset(cfg["data"]["train"], seed=tc["seed"])
         sampler = EpochBatchSampler(len(train_set), tc["batch_size"], tc["seed"], procs.rank, procs.world, step)
+        # Its own generator: iter(loader) draws the workers' base seed from it, which would
+        # otherwise consume the global RNG that a resumed run has just restored.
         loader = DataLoader(train_set, batch_sampler=sampler, num_workers=tc["num_workers"],
-                            pin_memory=procs.device.type == "cuda", persistent_workers=tc["num_workers"] > 0)
+                            pin_memory=procs.device.type == "cuda", persistent_workers=tc["num_workers"] > 0,
+                            generator=torch.Generator().manual_seed(tc["seed"]))
         val_set = build_dataset({"augment": False, **cfg["data"]["val"]}, seed=tc["seed"]) \
             if cfg["data"].get("val") else None
 
@@ -469,6 +472,8 @@ def train(cfg: dict[str, Any], model: nn.Module | None = None) -> dict[str, Any]
             net.train()
             loss_value, t0 = math.nan, time.time()
             batches = iter(loader)
+            if resume_rng is not None:  # last, so that nothing draws from it before the first step
+                _set_rng_state(resume_rng)
             while step < tc["steps"]:
                 batch = next(batches)
                 lq, gt = batch["lq"].to(procs.device, non_blocking=True), batch["gt"].to(procs.device, non_blocking=True)
