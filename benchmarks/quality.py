@@ -12,7 +12,7 @@ models, and NAFNet trained with the same data, steps and loss.
 - Classical parameters (NLM h, TV weight, Wiener balance, RL iterations) are chosen per setting
   from a grid by PSNR on a training photograph (astronaut), never on the test images.
 - NAFNet (spandrel's architecture; width 16, 1-1-1-1 blocks, 2 middle blocks: about the
-  parameter count of sfhformer_t) is trained by ``sfhformer.train`` with our bundled models'
+  parameter count of sfhformer_t) is trained by ``sfhformer.training`` with our bundled models'
   recipes (configs/bundled/*.yaml, stage by stage as ``RECIPES`` lists): same data, crops,
   steps, loss, optimiser and EMA.
 - The learned models run as ``sfhformer restore`` runs them, with the bundled model's tiling
@@ -149,7 +149,7 @@ def train_peer_stage(stage: str, device: str, overrides: list[str] = ()) -> Path
     """Train NAFNet through one stage of a recipe (``configs/bundled/STAGE.yaml``), from the
     peer's previous stage; skipped when finished. ``overrides`` (KEY=VALUE) come last, as
     ``sfhformer train`` takes them. Returns the stage's last checkpoint."""
-    from sfhformer.train import load_config, train
+    from sfhformer.training import load_config, train
     task = next(t for t, stages in RECIPES.items() if stage in stages)
     index = RECIPES[task].index(stage)
     out = peer_run(stage)
@@ -157,9 +157,9 @@ def train_peer_stage(stage: str, device: str, overrides: list[str] = ()) -> Path
     if index:
         base.append(f"train.init_from={peer_run(RECIPES[task][index - 1]) / 'checkpoints' / 'last.pt'}")
     cfg = load_config(ROOT / "configs" / "bundled" / f"{stage}.yaml", base + list(overrides))
-    last = Path(cfg["out_dir"]) / "checkpoints" / "last.pt"
-    if not (last.exists() and torch.load(last, weights_only=True)["step"] >= cfg["train"]["steps"]):
-        torch.manual_seed(cfg["train"]["seed"])
+    last = Path(cfg.out_dir) / "checkpoints" / "last.pt"
+    if not (last.exists() and torch.load(last, weights_only=True)["step"] >= cfg.train.steps):
+        torch.manual_seed(cfg.train.seed)
         train(cfg, model=nafnet(**NAFNET))
     return last
 
@@ -171,7 +171,7 @@ def train_peer(task: str, device: str) -> None:
 
 
 def load_peer(task: str) -> torch.nn.Module | None:
-    from sfhformer.train import initial_weights
+    from sfhformer.training import initial_weights
     path = peer_run(RECIPES[task][-1]) / "checkpoints" / "last.pt"
     if not path.exists():
         return None

@@ -60,7 +60,7 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
         raise RuntimeError("keeping freed memory needs glibc")
 
     from sfhformer.models.complexity import count_params
-    from sfhformer.train import restoration_loss
+    from sfhformer.training import restoration_loss
 
     torch.set_num_threads(threads)
     dev = torch.device(device)

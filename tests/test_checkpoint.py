@@ -43,7 +43,8 @@ def test_fp16_checkpoint_loads_into_float32(tmp_path):
 
 
 def test_missing_file():
-    with pytest.raises(CheckpointError, match=r"nope\.pth: no such file"):
+    # load() also takes bundled names, so a missing file is "neither a file nor a name"
+    with pytest.raises(sfhformer.errors.NotFoundError, match=r"nope\.pth: no such weights file, nor a bundled"):
         sfhformer.load("nope.pth")
 
 

@@ -74,3 +74,21 @@ def test_eval_model_on_paired_data(folders, tmp_path, capsys):
 def test_eval_needs_a_source(capsys):
     assert main(["eval", "--pred", "x"]) == 2
     assert "--pred DIR --gt DIR" in capsys.readouterr().err
+
+
+def test_eval_has_restores_tiling_options_and_tile_0_runs_whole_images(folders, monkeypatch, capsys):
+    """The bundled denoiser tiles in 128 px by default; ``--tile 0`` runs whole images."""
+    import sfhformer.restore as restore
+    calls = []
+    original = restore.forward_tiled
+    monkeypatch.setattr(restore, "forward_tiled", lambda *a, **k: calls.append(1) or original(*a, **k))
+    base = ["eval", "--weights", "denoise", "--data", str(folders), "--device", "cpu"]
+    (folders / "input").mkdir()
+    (folders / "target").mkdir()
+    write_image(folders / "input" / "a.png", photo()[:160, :160])
+    write_image(folders / "target" / "a.png", photo()[:160, :160])
+    assert main(base) == 0 and calls
+    calls.clear()
+    assert main(base + ["--tile", "0"]) == 0 and not calls
+    assert main(base + ["--tile", "96", "--tile-overlap", "16", "--max-pixels", "1000"]) == 0 and calls
+    capsys.readouterr()

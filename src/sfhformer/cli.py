@@ -6,53 +6,61 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, NotFoundError, SFHformerError
 
 
-class UserError(Exception):
-    """A problem with what the user asked for; printed as one line, exit code 2."""
+def _overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``--set`` values: ``["num_kernels=4", "fourier_bn=off"]`` -> ``{"num_kernels": 4, "fourier_bn": False}``,
+    read as YAML like ``sfhformer train``'s overrides."""
+    from .training.config import parse_overrides
+
+    return parse_overrides(list(items))
 
 
-def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["num_kernels=4", "fourier_bn=false"]`` -> ``{"num_kernels": 4, "fourier_bn": False}``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
-
-
-def _model_from(spec: str, overrides: dict[str, Any]):
+def _model_from(spec: str, preset: str | None, overrides: dict[str, Any]):
     """A model from a preset name, a weights file or a bundled model name."""
     from .models import PRESETS, create_model, load
-    from .pretrained import resolve_weights
 
     if spec in PRESETS and not Path(spec).exists():
         return create_model(spec, **overrides)
     try:
-        return load(resolve_weights(spec), **overrides)
-    except FileNotFoundError as e:
-        raise UserError(f"{e}; nor a preset ({', '.join(PRESETS)})") from None
+        return load(spec, preset, **overrides)
+    except NotFoundError as e:
+        raise NotFoundError(f"{e}; nor a preset ({', '.join(PRESETS)})") from None
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path}: exists; pass --overwrite to replace it")
+
+
+def _keep_freed_memory(device: str) -> None:
+    """Commands that process a batch and exit let the allocator keep freed memory on a CPU
+    (several times faster; the process keeps its peak until it exits, which it soon does)."""
+    from .restore import resolve_device
+    from .utils import keep_freed_memory
+
+    if resolve_device(device).type == "cpu":
+        keep_freed_memory()
 
 
 def cmd_info(args: argparse.Namespace) -> None:
     from .models import PRESETS, preset_name
     from .models.complexity import measure
 
+    if args.size < 1:
+        raise ConfigError(f"--size must be at least 1, got {args.size}")
     size = (args.size, args.size)
     specs = args.models or list(PRESETS)
-    overrides = _parse_overrides(args.set)
+    overrides = _overrides(args.set)
     rows = []
     for spec in specs:
-        model = _model_from(spec, overrides)
+        model = _model_from(spec, args.preset, overrides)
         c = measure(model, size)
         cfg = model.config
         rows.append({"model": spec, "preset": preset_name(cfg), **cfg.to_dict(), "params": c.params,
@@ -76,9 +84,8 @@ def cmd_convert(args: argparse.Namespace) -> None:
     from .models import convert, preset_name
 
     dst = Path(args.output)
-    if dst.exists() and not args.overwrite:
-        raise UserError(f"{dst}: exists; pass --overwrite to replace it")
-    model = convert(args.input, dst, args.preset, **_parse_overrides(args.set))
+    _refuse_existing(dst, args.overwrite)
+    model = convert(args.input, dst, args.preset, **_overrides(args.set))
     name = preset_name(model.config) or "no preset"
     print(f"wrote {dst} ({name}; {model.config})")
 
@@ -96,11 +103,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from .io import ImageError, list_images, output_suffix, read_image, write_image
+    from .io import list_images, output_suffix, read_image, write_image
     from .restore import Restorer
 
+    if not args.weights:
+        raise ConfigError("restore needs --weights (a weights file or a bundled model name)")
+    _keep_freed_memory(args.device)
     restorer = Restorer.from_pretrained(
-        args.weights, device=args.device, preset=args.preset, overrides=_parse_overrides(args.set),
+        args.weights, device=args.device, preset=args.preset, overrides=_overrides(args.set),
         half=args.half, max_pixels=args.max_pixels, ensemble=args.ensemble, progress=True, **_tiling(args))
     paths, errors = list_images(args.inputs)
     for line in errors:
@@ -108,39 +118,40 @@ def cmd_restore(args: argparse.Namespace) -> int:
     outdir = Path(args.output)
     written: dict[Path, Path] = {}
     failed = len(errors)
-    for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):
-        try:
-            picture = read_image(path)
-            dst = outdir / f"{path.stem}{args.suffix}{output_suffix(picture.format)}"
-            if dst in written:
-                raise ImageError(f"{path}: its output {dst} would overwrite that of {written[dst]}")
-            if dst.exists() and not args.overwrite:
-                raise ImageError(f"{path}: output {dst} exists; pass --overwrite to replace it")
-            restored = restorer.restore_picture(picture)
-            write_image(dst, restored.pixels, restored.alpha)
-            written[dst] = path
-        except ImageError as e:
-            failed += 1
-            tqdm.write(f"error: {e}", file=sys.stderr)
-        except torch.OutOfMemoryError:
-            failed += 1
-            tqdm.write(f"error: {path}: out of memory; try a smaller --tile or --max-pixels", file=sys.stderr)
-        except Exception as e:  # one bad input must not stop the batch
-            failed += 1
-            tqdm.write(f"error: {path}: {type(e).__name__}: {e}", file=sys.stderr)
+    try:
+        for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):
+            try:
+                picture = read_image(path)
+                dst = outdir / f"{path.stem}{args.suffix}{output_suffix(picture.format)}"
+                if dst in written:
+                    raise ConfigError(f"{path}: its output {dst} would overwrite that of {written[dst]}")
+                _refuse_existing(dst, args.overwrite)
+                restored = restorer.restore_picture(picture)
+                write_image(dst, restored.pixels, restored.alpha)
+                written[dst] = path
+            except SFHformerError as e:  # one bad input must not stop the batch
+                failed += 1
+                tqdm.write(f"error: {e}", file=sys.stderr)
+            except torch.OutOfMemoryError:
+                failed += 1
+                tqdm.write(f"error: {path}: out of memory; try a smaller --tile or --max-pixels", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"interrupted: restored {len(written)} of {len(paths)} image(s) into {outdir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"restored {len(written)} image(s) into {outdir}" + (f"; {failed} failed" if failed else ""))
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainingError, load_config, train
+    from .training import load_config, train
 
     cfg = load_config(args.config, args.overrides)
     try:
         summary = train(cfg)
-    except TrainingError as e:
-        print(f"sfhformer train: {e}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; {cfg.out_dir}/checkpoints/last.pt (when written) resumes it: run the same command",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     if int(os.environ.get("RANK", "0")) == 0:
         best = f", best val PSNR {summary['best_psnr']:.2f} dB" if summary["best_psnr"] > -1e9 else ""
         print(f"done at step {summary['step']}: loss {summary['loss']:.4f}{best}; weights {summary['last']}")
@@ -152,12 +163,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.pred or args.gt:
         if not (args.pred and args.gt) or args.weights or args.data:
-            raise UserError("score folders with --pred DIR --gt DIR, or a model with --weights W --data DIR")
+            raise ConfigError("score folders with --pred DIR --gt DIR, or a model with --weights W --data DIR")
         crop, y = args.crop_border or 0, bool(args.y_channel)
         rows = evaluate_folders(args.pred, args.gt, crop, y)
     else:
         if not (args.weights and args.data):
-            raise UserError("give --weights and --data (or --pred and --gt)")
+            raise ConfigError("give --weights and --data (or --pred and --gt)")
         from .data import LAYOUTS, PairedImageDataset
         from .restore import Restorer
 
@@ -165,9 +176,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         layout = LAYOUTS[args.layout]
         crop = layout.crop_border if args.crop_border is None else args.crop_border
         y = layout.y_channel if args.y_channel is None else args.y_channel
+        _keep_freed_memory(args.device)
         restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
-                                            overrides=_parse_overrides(args.set), ensemble=args.ensemble,
-                                            **_tiling(args))
+                                            overrides=_overrides(args.set), ensemble=args.ensemble,
+                                            max_pixels=args.max_pixels, **_tiling(args))
         rows = evaluate_restorer(restorer, dataset, crop, y, save_dir=args.save_images)
     summary = summarize(rows, crop_border=crop, y_channel=y)
     print(format_table(rows, summary))
@@ -179,6 +191,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    _keep_freed_memory(args.device)
     results = run_demo(args.output, args.task, args.image, args.device)
     print(f"{'task':<9} {'degraded PSNR / SSIM':>22} {'restored PSNR / SSIM':>22}")
     for r in results:
@@ -213,95 +226,108 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
+    if min(args.size) < 1:
+        raise ConfigError(f"--size must be two sizes of at least 1 pixel, got {args.size[0]} {args.size[1]}")
     dst = Path(args.output)
-    if dst.exists() and not args.overwrite:
-        raise UserError(f"{dst}: exists; pass --overwrite to replace it")
-    export(args.weights, dst, args.format, tuple(args.size), args.preset, _parse_overrides(args.set))
+    _refuse_existing(dst, args.overwrite)
+    export(args.weights, dst, args.format, tuple(args.size), args.preset, _overrides(args.set))
     print(f"wrote {dst} ({args.format}, input 1x3x{args.size[0]}x{args.size[1]})")
     return 0
 
 
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """Options several commands share, each with one help text."""
+    def parent() -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(add_help=False)
+
+    model = parent()
+    model.add_argument("--preset", help="architecture of an authors' checkpoint where its keys cannot tell (haze_its)")
+    model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a model config field, value in YAML (num_kernels=4, fourier_bn=off)")
+    weights = parent()
+    weights.add_argument("--weights", help="weights file (ours or the authors') or bundled model name "
+                                           "(an existing path wins over a name)")
+    device = parent()
+    device.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    tiling = parent()
+    tiling.add_argument("--tile", type=int, help="tile side in pixels (default: a bundled model's own tiling, else "
+                                                 "tile only above --max-pixels; 0: whole images up to --max-pixels)")
+    tiling.add_argument("--tile-overlap", type=int,
+                        help="pixels shared by neighbouring tiles (default: a bundled model's own, else 64)")
+    tiling.add_argument("--max-pixels", type=int,
+                        help="largest image run in one pass when --tile is not given (default 640*640 = 409600)")
+    tiling.add_argument("--ensemble", action="store_true", help="8-way flip/rotate self-ensemble (8x slower)")
+    overwrite = parent()
+    overwrite.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return {"model": model, "weights": weights, "device": device, "tiling": tiling, "overwrite": overwrite}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sfhformer", description="SFHformer image restoration.")
+    parser = argparse.ArgumentParser(
+        prog="sfhformer", description="SFHformer image restoration.",
+        epilog="exit codes: 0 all done, 1 some inputs or the run failed, 2 usage or configuration error, "
+               "130 interrupted")
     parser.add_argument("--version", action="version", version=f"sfhformer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    shared = _parents()
 
-    p = sub.add_parser("demo", help="degrade a bundled photograph, restore it, compare (no files needed)")
+    def command(name: str, help: str, *parents: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[shared[p] for p in parents])
+
+    p = command("demo", "degrade a bundled photograph, restore it, compare (no files needed)", "device")
     p.add_argument("-o", "--output", default="sfhformer_demo", help="output folder (default sfhformer_demo)")
     p.add_argument("--task", action="append", help="denoise or deblur (default: every bundled model)")
     p.add_argument("--image", help="your own clean photograph instead of the bundled one")
-    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("spectrum", help="Fourier spectra and radial energy profile of an image (and its clean reference)")
+    p = command("spectrum", "Fourier spectra and radial energy profile of an image (and its clean reference)")
     p.add_argument("image")
     p.add_argument("clean", nargs="?", help="clean reference: adds its spectrum and the difference's")
     p.add_argument("-o", "--output", required=True, help="output PNG")
     p.set_defaults(func=cmd_spectrum)
 
-    p = sub.add_parser("features", help="spatial- and frequency-branch feature maps of a stage, with spectra")
+    p = command("features", "spatial- and frequency-branch feature maps of a stage, with spectra", "device")
     p.add_argument("weights", help="weights file or bundled model name")
     p.add_argument("image")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--stage", type=int, default=1, help="1 encoder1, 2 encoder2, 3 bottleneck, 4 decoder2, 5 decoder1")
     p.add_argument("--block", type=int, default=-1, help="block within the stage (default: the last)")
     p.add_argument("--channels", type=int, default=8, help="strongest channels shown per branch")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_features)
+    p.set_defaults(func=cmd_features, device="cpu")
 
-    p = sub.add_parser("export", help="export weights to ONNX or TorchScript (fixed input size)")
+    p = command("export", "export weights to ONNX or TorchScript (fixed input size)", "model", "overwrite")
     p.add_argument("weights", help="weights file or bundled model name")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"), help="input size")
-    p.add_argument("--preset", help="architecture of an authors' checkpoint where keys cannot tell")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("info", help="parameters and MACs of presets or weights files")
+    p = command("info", "parameters and MACs of presets or weights files", "model")
     p.add_argument("models", nargs="*", help="preset names or weights files (default: every preset)")
     p.add_argument("--size", type=int, default=256, help="square input size for MACs (default 256)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. num_kernels=4")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("convert", help="convert an authors' checkpoint to our safetensors format")
+    p = command("convert", "convert an authors' checkpoint to our safetensors format", "model", "overwrite")
     p.add_argument("input", help="checkpoint (.pth of the authors, or ours)")
     p.add_argument("output", help="output .safetensors file")
-    p.add_argument("--preset", help="architecture, where the keys cannot tell (e.g. haze_its)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. fourier_bn=false")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("restore", help="restore image files")
+    p = command("restore", "restore image files", "weights", "model", "device", "tiling", "overwrite")
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--weights", required=True, help="weights file (ours or the authors') or bundled model name")
-    p.add_argument("--preset", help="architecture of an authors' checkpoint where keys cannot tell (haze_its)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--half", action="store_true", help="float16 autocast (CUDA)")
-    p.add_argument("--tile", type=int, help="tile side in pixels (default: a bundled model's own tiling, else tile "
-                                            "only above --max-pixels; 0: whole images up to --max-pixels)")
-    p.add_argument("--tile-overlap", type=int,
-                   help="pixels shared by neighbouring tiles (default: a bundled model's own, else 64)")
-    p.add_argument("--max-pixels", type=int,
-                   help="largest image run in one pass when --tile is not given (default 640*640 = 409600)")
-    p.add_argument("--ensemble", action="store_true", help="8-way flip/rotate self-ensemble (8x slower)")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("train", help="train from a YAML config (torchrun for many processes)")
+    p = command("train", "train from a YAML config (torchrun for many processes)")
     p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.steps=1000 train.lr=5e-4")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="e.g. train.steps=1000 train.lr=5e-4 (values in YAML)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="PSNR/SSIM of a model on paired data, or of restored folders")
-    p.add_argument("--weights", help="weights file or bundled model name")
+    p = command("eval", "PSNR/SSIM of a model on paired data, or of restored folders",
+                "weights", "model", "device", "tiling")
     p.add_argument("--data", help="benchmark folder (see --layout)")
     p.add_argument("--layout", default="paired", help="folder layout of --data (default: input/ and target/)")
     p.add_argument("--pred", help="folder of restored images to score (any method)")
@@ -314,24 +340,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="per-image CSV")
     p.add_argument("--json", help="summary JSON (with per-image rows)")
     p.add_argument("--save-images", metavar="DIR", help="keep the restored images")
-    p.add_argument("--preset", help="architecture of an authors' checkpoint where keys cannot tell")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tile", type=int, help="tile side (default: a bundled model's own tiling, else whole images "
-                                            "up to the pixel budget; 0: whole images)")
-    p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
     p.set_defaults(func=cmd_eval)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code: 0 all done, 1 some inputs or the run failed,
+    2 usage or configuration error, 130 interrupted. Errors a user can cause print one line;
+    anything else is a bug in this package and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
-        result = args.func(args)
-    except (UserError, ValueError, FileNotFoundError) as e:
+        return int(args.func(args) or 0)
+    except SFHformerError as e:
         print(f"sfhformer {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return int(result or 0)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"sfhformer {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print(f"sfhformer {args.command}: internal error in sfhformer {__version__}, not a problem with your "
+              f"input; please report it with the traceback above", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

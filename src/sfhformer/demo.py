@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from .data.degradations import Compose
-from .io import read_image, write_image
+from .errors import ConfigError, NotFoundError
+from .io import from_tensor, read_image, to_tensor, write_image
 from .metrics import psnr, ssim, to_rgb_uint8
 from .pretrained import BUNDLED, available
 from .restore import Restorer
@@ -43,9 +44,9 @@ def run_demo(out_dir: str | os.PathLike = "sfhformer_demo", tasks: list[str] | N
     tasks = tasks or list(available())
     unknown = [t for t in tasks if t not in BUNDLED]
     if unknown:
-        raise ValueError(f"unknown demo task(s) {unknown}; bundled: {', '.join(BUNDLED)}")
+        raise ConfigError(f"unknown demo task(s) {unknown}; bundled: {', '.join(BUNDLED)}")
     if not tasks:
-        raise FileNotFoundError("no bundled weights in this installation")
+        raise NotFoundError("no bundled weights in this installation")
     path = Path(image) if image is not None else photograph_path(DEMO_PHOTO)
     pic = read_image(path)
     clean = to_rgb_uint8(pic.pixels)
@@ -54,12 +55,12 @@ def run_demo(out_dir: str | os.PathLike = "sfhformer_demo", tasks: list[str] | N
         top, left = max((h - max_side) // 2, 0), max((w - max_side) // 2, 0)
         clean = clean[top:top + max_side, left:left + max_side]
     out = Path(out_dir)
-    x = torch.from_numpy(clean).permute(2, 0, 1).float() / 255
+    x = to_tensor(clean)
     results = []
     for task in tasks:
         spec = BUNDLED[task]
         degraded_t = Compose.from_config([dict(d) for d in spec.demo])(x, torch.Generator().manual_seed(seed))
-        degraded = np.rint(degraded_t.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        degraded = from_tensor(degraded_t, np.uint8)
         restored = Restorer.from_pretrained(task, device=device).restore(degraded)
         row = {"task": task, "degraded_psnr": psnr(degraded, clean), "degraded_ssim": ssim(degraded, clean),
                "restored_psnr": psnr(restored, clean), "restored_ssim": ssim(restored, clean)}

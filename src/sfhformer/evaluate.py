@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError, ImageError, NotFoundError, OutputError
 from .io import IMAGE_EXTENSIONS, read_image, write_image
 from .metrics import psnr, ssim, to_rgb_uint8, to_uint8_array
-from .utils import atomic_path
+from .utils import atomic_path, shorten_list
 
 
 def evaluate_restorer(restorer, dataset, crop_border: int = 0, y_channel: bool = False,
@@ -49,7 +50,7 @@ def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> lis
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for folder in (pred_dir, gt_dir):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such folder")
+            raise NotFoundError(f"{folder}: no such folder")
 
     def images(folder: Path) -> dict[str, Path]:
         return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
@@ -57,10 +58,10 @@ def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> lis
     preds, gts = images(pred_dir), images(gt_dir)
     missing = sorted(set(gts) - set(preds))
     if missing:
-        shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
-        raise ValueError(f"{pred_dir}: no prediction for {len(missing)} ground-truth image(s) of {gt_dir}: {shown}")
+        raise DataError(f"{pred_dir}: no prediction for {len(missing)} ground-truth image(s) of {gt_dir}: "
+                        f"{shorten_list(missing)}")
     if not gts:
-        raise ValueError(f"{gt_dir}: holds no images")
+        raise DataError(f"{gt_dir}: holds no images")
     return [(preds[k], gts[k]) for k in sorted(gts)]
 
 
@@ -72,10 +73,13 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, cro
         pred, gt = read_image(pred_path), read_image(gt_path)
         a, b = to_rgb_uint8(pred.pixels), to_rgb_uint8(gt.pixels)
         if a.shape != b.shape:
-            raise ValueError(f"{pred_path}: size {a.shape[1]}x{a.shape[0]} differs from {gt_path} "
+            raise ImageError(f"{pred_path}: size {a.shape[1]}x{a.shape[0]} differs from {gt_path} "
                              f"({b.shape[1]}x{b.shape[0]})")
-        rows.append({"name": gt_path.stem, "psnr": psnr(a, b, crop_border, y_channel),
-                     "ssim": ssim(a, b, crop_border, y_channel)})
+        try:
+            rows.append({"name": gt_path.stem, "psnr": psnr(a, b, crop_border, y_channel),
+                         "ssim": ssim(a, b, crop_border, y_channel)})
+        except ValueError as e:  # too small for SSIM's window, or for the border crop
+            raise ImageError(f"{pred_path}: {e}") from None
     return rows
 
 
@@ -88,15 +92,25 @@ def summarize(rows: list[dict[str, Any]], **settings: Any) -> dict[str, Any]:
 def write_reports(rows: list[dict[str, Any]], summary: dict[str, Any], csv_path: str | os.PathLike | None = None,
                   json_path: str | os.PathLike | None = None) -> None:
     """Per-image CSV and summary JSON (with the rows), each written atomically."""
-    if csv_path:
-        with atomic_path(csv_path) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-    if json_path:
-        with atomic_path(json_path) as tmp:
-            Path(tmp).write_text(json.dumps({"summary": summary, "images": rows}, indent=1))
+    for path, write in ((csv_path, _write_csv), (json_path, _write_json)):
+        if not path:
+            continue
+        try:
+            with atomic_path(path) as tmp:
+                write(Path(tmp), rows, summary)
+        except OSError as e:
+            raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_json(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    path.write_text(json.dumps({"summary": summary, "images": rows}, indent=1))
 
 
 def format_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:

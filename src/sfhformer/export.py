@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError
 from .models import load
-from .pretrained import resolve_weights
 from .utils import atomic_path
 
 FORMATS = ("onnx", "torchscript")
@@ -30,8 +30,8 @@ def export(weights: str | os.PathLike, output: str | os.PathLike, fmt: str = "on
            overrides: dict[str, Any] | None = None) -> Path:
     """Write ``weights`` (a file or bundled name) as ONNX or TorchScript for (1, 3, *size) inputs."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    model = load(resolve_weights(weights), preset, **(overrides or {})).fuse()
+        raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
+    model = load(weights, preset, **(overrides or {})).fuse()
     example = torch.rand(1, 3, *size)
     output = Path(output)
     with atomic_path(output, suffix=output.suffix) as tmp, torch.no_grad():

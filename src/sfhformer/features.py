@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .models import SFHformer
 
 STAGES = ("encoder1", "encoder2", "bottleneck", "decoder2", "decoder1")
@@ -26,14 +27,14 @@ def branch_features(model: SFHformer, x: torch.Tensor, stage: int = 1, block: in
     Returns (model output, {"spatial": ..., "frequency": ...}).
     """
     if not 1 <= stage <= len(STAGES):
-        raise ValueError(f"stage must be 1..{len(STAGES)} ({', '.join(STAGES)}), got {stage}")
+        raise ConfigError(f"stage must be 1..{len(STAGES)} ({', '.join(STAGES)}), got {stage}")
     blocks: nn.Sequential = getattr(model, STAGES[stage - 1])
     if len(blocks) == 0:
-        raise ValueError(f"stage {stage} ({STAGES[stage - 1]}) has no blocks in this model")
+        raise ConfigError(f"stage {stage} ({STAGES[stage - 1]}) has no blocks in this model")
     try:
         mixer = blocks[block].mixer
     except IndexError:
-        raise ValueError(f"stage {stage} has {len(blocks)} block(s); block {block} does not exist") from None
+        raise ConfigError(f"stage {stage} has {len(blocks)} block(s); block {block} does not exist") from None
     captured: dict[str, torch.Tensor] = {}
     hooks = [mixer.local_branch.register_forward_hook(lambda m, i, o: captured.__setitem__("spatial", o.detach())),
              mixer.global_branch.register_forward_hook(lambda m, i, o: captured.__setitem__("frequency", o.detach()))]
@@ -66,17 +67,14 @@ def _limits(a: np.ndarray) -> dict[str, float]:
 
 def features_figure(image: np.ndarray, features: dict[str, torch.Tensor], channels: int = 8, title: str = ""):
     """For each branch: the channel mean, its log spectrum, and a grid of the strongest channels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure registry
 
     from .spectrum import log_magnitude
 
     names = list(features)
     cols = 2 + channels
-    fig, axes = plt.subplots(len(names), cols, figsize=(2.2 * cols, 2.6 * len(names)), layout="constrained",
-                             squeeze=False)
+    fig = Figure(figsize=(2.2 * cols, 2.6 * len(names)), layout="constrained")
+    axes = fig.subplots(len(names), cols, squeeze=False)
     for row, name in enumerate(names):
         f = features[name][0].float().cpu()
         mean = f.mean(0).numpy()
@@ -104,23 +102,19 @@ def features_figure(image: np.ndarray, features: dict[str, torch.Tensor], channe
 def save_features(weights: str | os.PathLike, image_path: str | os.PathLike, out_dir: str | os.PathLike,
                   stage: int = 1, block: int = -1, channels: int = 8, device: str = "cpu") -> dict[str, np.ndarray]:
     """Write ``features_stage<N>.png`` (and ``.npz`` with the arrays) for an image and weights."""
-    from .io import read_image
+    from .io import read_image, rgb_pixels, to_tensor
     from .models import load
-    from .pretrained import resolve_weights
     from .utils import atomic_path
 
-    model = load(resolve_weights(weights), device=device)
-    pic = read_image(image_path)
-    pixels = pic.pixels if pic.pixels.shape[2] == 3 else np.repeat(pic.pixels, 3, axis=2)
-    x = torch.from_numpy(pixels.astype(np.float32) / pic.max_value).permute(2, 0, 1)[None].to(device)
+    model = load(weights, device=device)
+    pixels = rgb_pixels(read_image(image_path).pixels)
+    x = to_tensor(pixels)[None].to(device)
     _, feats = branch_features(model, x, stage, block)
     out = Path(out_dir)
     fig = features_figure(pixels, feats, channels,
                           title=f"{Path(image_path).name}: stage {stage} ({STAGES[stage - 1]}), block {block}")
-    import matplotlib.pyplot as plt
     with atomic_path(out / f"features_stage{stage}.png", suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     arrays = {k: v[0].float().cpu().numpy() for k, v in feats.items()}
     with atomic_path(out / f"features_stage{stage}.npz", suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)

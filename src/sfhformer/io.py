@@ -1,4 +1,5 @@
-"""Image files in and out, at their native bit depth.
+"""Image files in and out, at their native bit depth, and the one conversion between pixel
+arrays and the tensors the network takes.
 
 Pillow identifies every file (clear errors, EXIF orientation, palette and grayscale modes);
 OpenCV decodes and encodes what Pillow cannot keep at full depth (16-bit colour PNG and
@@ -6,24 +7,25 @@ TIFF). Pixels travel as numpy arrays:
 
 - ``pixels``: (H, W, C) with C = 1 (grayscale) or 3 (RGB), uint8 or uint16;
 - ``alpha``: (H, W) of the same dtype, or None; carried through restoration untouched.
+
+Tensors are (C, H, W) float32 in [0, 1] (:func:`to_tensor`, :func:`from_tensor`).
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .errors import ImageError
+
 # Extensions read as images when a folder is given.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".ppm", ".pgm")
 # Formats written as they came (lossless); everything else is written as PNG.
 LOSSLESS_OUTPUTS = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp"}
-
-
-class ImageError(ValueError):
-    """An image that cannot be read or written; the message names the file and the problem."""
 
 
 @dataclass
@@ -35,12 +37,38 @@ class Picture:
     format: str
 
     @property
-    def max_value(self) -> int:
-        return int(np.iinfo(self.pixels.dtype).max)
-
-    @property
     def grayscale(self) -> bool:
         return self.pixels.shape[2] == 1
+
+
+def max_value(dtype: np.dtype) -> float:
+    """The value of white: 255 for uint8, 65535 for uint16, 1.0 for floats."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def to_tensor(pixels: np.ndarray):
+    """(H, W, C) uint8, uint16 or float (in [0, 1]) pixels -> (C, H, W) float32 tensor in [0, 1]."""
+    import torch
+
+    scaled = np.ascontiguousarray(pixels, dtype=np.float32) / np.float32(max_value(pixels.dtype))
+    return torch.from_numpy(scaled).permute(2, 0, 1)
+
+
+def from_tensor(x, dtype: np.dtype = np.uint8) -> np.ndarray:
+    """(C, H, W) float tensor in [0, 1] -> (H, W, C) array of ``dtype``: integers rounded (not
+    truncated) and clamped to their range; floats as they are."""
+    import torch
+
+    arr = x.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+    scale = max_value(np.dtype(dtype))
+    if not np.issubdtype(np.dtype(dtype), np.integer):
+        return arr.astype(dtype)
+    return np.clip(np.rint(arr * scale), 0, scale).astype(dtype)
+
+
+def rgb_pixels(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 1|3) pixels -> (H, W, 3): grayscale repeated on three channels."""
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
 # EXIF orientation -> numpy transform, as PIL.ImageOps.exif_transpose does it.
@@ -96,6 +124,8 @@ def read_image(path: str | os.PathLike) -> Picture:
             im = ImageOps.exif_transpose(im)
             pixels, alpha = pixels_from_pil(im, path)
             return Picture(pixels, alpha, fmt)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused: {e}") from None
     except UnidentifiedImageError:
         size = _png_header_size(path)
         if size is not None and 0 in size:
@@ -103,9 +133,9 @@ def read_image(path: str | os.PathLike) -> Picture:
         raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except PermissionError:
         raise ImageError(f"{path}: cannot be read (permission denied)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        if isinstance(e, ImageError):
-            raise
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:  # what decoders raise
         raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
 
 
@@ -186,9 +216,12 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray |
         colour = data if data.shape[2] == 3 else np.repeat(data, 3, axis=2)  # OpenCV: no gray+alpha
         data = np.concatenate([colour, alpha[..., None].astype(pixels.dtype)], axis=2)
     data = np.ascontiguousarray(data[..., 0] if data.shape[2] == 1 else data)
-    with atomic_path(path, suffix=suffix) as tmp:
-        if not cv2.imwrite(str(tmp), data):
-            raise ImageError(f"{path}: could not encode the image as {suffix or 'an unknown format'}")
+    try:
+        with atomic_path(path, suffix=suffix) as tmp:
+            if not cv2.imwrite(str(tmp), data):
+                raise ImageError(f"{path}: could not encode the image as {suffix or 'an unknown format'}")
+    except OSError as e:
+        raise ImageError(f"{path}: cannot be written ({e.strerror or e})") from None
     return path
 
 

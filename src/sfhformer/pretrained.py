@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import NotFoundError
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
@@ -47,24 +49,25 @@ def available() -> dict[str, BundledWeights]:
 
 
 def bundled_model(weights: str | os.PathLike) -> BundledWeights | None:
-    """The bundled model that ``weights`` names, or None for anything else (an existing file
-    of that name wins over a bundled name)."""
-    return None if Path(weights).is_file() else BUNDLED.get(str(weights))
+    """The bundled model that ``weights`` names, or None for anything else. One rule
+    everywhere: a path that exists (file or folder) wins over a bundled name."""
+    return None if Path(weights).exists() else BUNDLED.get(str(weights))
 
 
 def resolve_weights(weights: str | os.PathLike) -> Path:
-    """A weights file path from a path or a bundled model name.
+    """The path of a weights argument: an existing path as it is, a bundled model's name as
+    its file inside the package.
 
     Raises:
-        FileNotFoundError: neither an existing file nor a bundled name (the message lists them).
+        NotFoundError: neither an existing path nor a bundled name (the message lists them).
     """
-    if Path(weights).is_file():
-        return Path(weights)
     bundled = bundled_model(weights)
+    if bundled is None and Path(weights).exists():
+        return Path(weights)
     if bundled is not None:
         path = WEIGHTS_DIR / bundled.file
         if path.is_file():
             return path
-        raise FileNotFoundError(f"{path}: bundled weights {str(weights)!r} are missing from this installation")
+        raise NotFoundError(f"{path}: bundled weights {str(weights)!r} are missing from this installation")
     names = ", ".join(available()) or "none in this installation"
-    raise FileNotFoundError(f"{weights}: no such weights file, nor a bundled model name (bundled: {names})")
+    raise NotFoundError(f"{weights}: no such weights file, nor a bundled model name (bundled: {names})")

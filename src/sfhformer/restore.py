@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import Picture, read_image
+from .errors import ConfigError
+from .io import Picture, from_tensor, read_image, to_tensor
 from .models import SFHformer, load
 from .utils import keep_freed_memory as _keep_freed_memory
 from .utils import release_freed_memory
@@ -36,9 +37,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA when available, else the CPU; ``"cuda"`` without CUDA is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
     return device
 
 
@@ -138,21 +142,23 @@ class Restorer:
         ensemble: average the 8 flips/rotations (8x slower, usually a little better).
         progress: show a progress bar over the tiles of large images.
         keep_freed_memory: on a CPU, let the process reuse freed memory
-            (:func:`sfhformer.utils.keep_freed_memory`, process-wide): 3-6x faster on large
-            images; the process holds on to its peak memory (handed back between tiles).
+            (:func:`sfhformer.utils.keep_freed_memory`): 3-6x faster on large images, but
+            the setting is process-wide and permanent, and the process holds on to its peak
+            memory (handed back between tiles). Off by default, so that a library call does
+            not change the process; the commands that restore a batch and exit turn it on.
     """
 
     def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
                  tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
                  max_pixels: int | None = None, ensemble: bool = False, progress: bool = False,
-                 keep_freed_memory: bool = True) -> None:
+                 keep_freed_memory: bool = False) -> None:
         self.device = resolve_device(device)
         if keep_freed_memory and self.device.type == "cpu":
             _keep_freed_memory()
         if tile is not None and tile < 16:
-            raise ValueError(f"tile must be at least 16 pixels, got {tile}")
+            raise ConfigError(f"tile must be at least 16 pixels, got {tile}")
         if tile_overlap < 0 or (tile is not None and tile_overlap >= tile):
-            raise ValueError(f"tile overlap must be in [0, tile), got {tile_overlap} for tile {tile}")
+            raise ConfigError(f"tile overlap must be in [0, tile), got {tile_overlap} for tile {tile}")
         if half and self.device.type != "cuda":
             import warnings
             warnings.warn("half precision is for CUDA devices; running in float32", stacklevel=2)
@@ -170,9 +176,9 @@ class Restorer:
         the model in its fused inference form (:meth:`SFHformer.fuse`). A bundled model's
         tiling (:class:`~sfhformer.pretrained.BundledWeights`) applies unless ``tile`` is given
         (``tile=None``: whole images up to the pixel budget)."""
-        from .pretrained import bundled_model, resolve_weights
+        from .pretrained import bundled_model
 
-        model = load(resolve_weights(weights), preset, **(overrides or {})).fuse()
+        model = load(weights, preset, **(overrides or {})).fuse()
         bundled = bundled_model(weights)
         if bundled is not None and "tile" not in kwargs:
             kwargs.update(tile=bundled.tile, tile_overlap=kwargs.get("tile_overlap", bundled.tile_overlap))
@@ -233,17 +239,13 @@ class Restorer:
         """
         if pixels.shape[0] == 0 or pixels.shape[1] == 0:
             raise ValueError(f"zero-size image ({pixels.shape[1]}x{pixels.shape[0]})")
-        dtype = pixels.dtype
-        scale = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
-        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32) / scale).permute(2, 0, 1)[None]
+        x = to_tensor(pixels)[None]
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        y = self.restore_tensor(x)[0].permute(1, 2, 0).numpy()
+        y = self.restore_tensor(x)[0]
         if pixels.shape[2] == 1:
-            y = y.mean(axis=2, keepdims=True)
-        if scale == 1.0:
-            return y.astype(dtype)
-        return np.clip(np.rint(y * scale), 0, scale).astype(dtype)
+            y = y.mean(dim=0, keepdim=True)
+        return from_tensor(y, pixels.dtype)
 
     def restore_picture(self, picture: Picture) -> Picture:
         """A decoded file, restored; alpha untouched, bit depth kept."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ImageError
 from .io import read_image
 
 
@@ -77,19 +78,16 @@ def radial_profile(img: np.ndarray, bins: int = 32) -> RadialProfile:
 def spectrum_figure(image: np.ndarray, clean: np.ndarray | None = None, titles: tuple[str, str] = ("input", "clean")):
     """A matplotlib figure: the images, their centred log spectra, the spectrum of their
     difference, and the radial energy profiles of each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure registry
 
     panels = [(titles[0], image, False)]
     if clean is not None:
         if luminance(clean).shape != luminance(image).shape:
-            raise ValueError(f"image and clean reference differ in size: {luminance(image).shape} vs "
+            raise ImageError(f"image and clean reference differ in size: {luminance(image).shape} vs "
                              f"{luminance(clean).shape}")
         panels += [(titles[1], clean, False), (f"{titles[0]} - {titles[1]}", luminance(image) - luminance(clean), True)]
     n = len(panels)
-    fig = plt.figure(figsize=(4.2 * n, 10.5), layout="constrained")
+    fig = Figure(figsize=(4.2 * n, 10.5), layout="constrained")
     grid = fig.add_gridspec(3, n, height_ratios=[1, 1, 0.9])
     h, w = luminance(image).shape
     extent = (-0.5, 0.5, -0.5, 0.5)
@@ -134,8 +132,6 @@ def save_spectrum(image_path: str | os.PathLike, output: str | os.PathLike,
     fig = spectrum_figure(image, clean, names)
     with atomic_path(output, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    import matplotlib.pyplot as plt
-    plt.close(fig)
     out = {names[0]: radial_profile(image)}
     if clean is not None:
         out[names[1]] = radial_profile(clean)

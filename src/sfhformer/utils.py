@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -26,6 +26,27 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def shorten_list(items: Sequence[object], shown: int = 5) -> str:
+    """``"a, b, c, ... (7 more)"``: the first ``shown`` items of a list that may be long."""
+    head = ", ".join(map(str, items[:shown]))
+    return head + (f", ... ({len(items) - shown} more)" if len(items) > shown else "")
+
+
+def pad_bottom_right(x, height: int, width: int):
+    """Pad a (..., H, W) tensor at the bottom and right to at least ``height`` x ``width``:
+    reflect where the image is larger than the padding, else replicate (reflection needs it)."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    ph, pw = max(height - h, 0), max(width - w, 0)
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    batched = x if x.ndim == 4 else x[None]
+    out = F.pad(batched, (0, pw, 0, ph), mode=mode)
+    return out if x.ndim == 4 else out[0]
 
 
 _KEEPING_FREED_MEMORY = False

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..io import IMAGE_EXTENSIONS, ImageError, read_image
+from ..errors import ConfigError, DataError, ImageError, NotFoundError
+from ..io import IMAGE_EXTENSIONS, read_image, rgb_pixels, to_tensor
+from ..utils import pad_bottom_right, shorten_list
 from .degradations import Compose
 
 
@@ -32,9 +32,7 @@ def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 
 def load_rgb(path: str | os.PathLike) -> torch.Tensor:
     """An image file as (3, H, W) float32 in [0, 1]: grayscale repeated, alpha dropped."""
-    pic = read_image(path)
-    x = torch.from_numpy(pic.pixels.astype(np.float32) / pic.max_value).permute(2, 0, 1)
-    return x.expand(3, -1, -1).contiguous() if x.shape[0] == 1 else x
+    return to_tensor(rgb_pixels(read_image(path).pixels))
 
 
 def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -49,11 +47,9 @@ def random_crop(tensors: list[torch.Tensor], size: int, g: torch.Generator, pad_
     h, w = tensors[0].shape[-2:]
     if h < size or w < size:
         if not pad_small:
-            raise ValueError(f"{name}: image is {w}x{h}, smaller than the {size}x{size} crop "
-                             f"(set pad_small: true to pad it)")
-        ph, pw = max(size - h, 0), max(size - w, 0)
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        tensors = [F.pad(t[None], (0, pw, 0, ph), mode=mode)[0] for t in tensors]
+            raise DataError(f"{name}: image is {w}x{h}, smaller than the {size}x{size} crop "
+                            f"(set pad_small: true to pad it)")
+        tensors = [pad_bottom_right(t, size, size) for t in tensors]
         h, w = tensors[0].shape[-2:]
     top = int(torch.randint(0, h - size + 1, (), generator=g))
     left = int(torch.randint(0, w - size + 1, (), generator=g))
@@ -122,7 +118,7 @@ def _first_dir(root: Path, candidates: tuple[str, ...], what: str, layout: str) 
     for c in candidates:
         if (root / c).is_dir():
             return root / c
-    raise FileNotFoundError(f"{root}: no {what} folder for layout {layout!r} (looked for {', '.join(candidates)})")
+    raise NotFoundError(f"{root}: no {what} folder for layout {layout!r} (looked for {', '.join(candidates)})")
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -147,11 +143,10 @@ def find_pairs(degraded_dir: Path, clean_dir: Path, layout: Layout, name: str = 
         else:
             unmatched.append(path.name)
     if unmatched:
-        shown = ", ".join(unmatched[:5]) + (f", ... ({len(unmatched) - 5} more)" if len(unmatched) > 5 else "")
-        raise ValueError(f"{degraded_dir}: {len(unmatched)} degraded file(s) without a clean partner in "
-                         f"{clean_dir}{f' (layout {name!r})' if name else ''}: {shown}")
+        raise DataError(f"{degraded_dir}: {len(unmatched)} degraded file(s) without a clean partner in "
+                        f"{clean_dir}{f' (layout {name!r})' if name else ''}: {shorten_list(unmatched)}")
     if not pairs:
-        raise ValueError(f"{degraded_dir}: no image pairs found against {clean_dir}")
+        raise DataError(f"{degraded_dir}: no image pairs found against {clean_dir}")
     return pairs
 
 
@@ -172,19 +167,19 @@ class PairedImageDataset(Dataset):
                  degraded_dir: str | os.PathLike | None = None, clean_dir: str | os.PathLike | None = None,
                  crop: int | None = None, augment: bool = False, pad_small: bool = True, seed: int = 0) -> None:
         if layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+            raise ConfigError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
         self.layout = LAYOUTS[layout]
         if degraded_dir is None or clean_dir is None:
             if root is None:
-                raise ValueError("give a root folder, or both degraded_dir and clean_dir")
+                raise ConfigError("give a root folder, or both degraded_dir and clean_dir")
             root = Path(root)
             if not root.is_dir():
-                raise FileNotFoundError(f"{root}: no such folder")
+                raise NotFoundError(f"{root}: no such folder")
             degraded_dir = degraded_dir or _first_dir(root, self.layout.degraded, "degraded", layout)
             clean_dir = clean_dir or _first_dir(root, self.layout.clean, "clean", layout)
         for folder in (degraded_dir, clean_dir):
             if not Path(folder).is_dir():
-                raise FileNotFoundError(f"{folder}: no such folder")
+                raise NotFoundError(f"{folder}: no such folder")
         self.pairs = find_pairs(Path(degraded_dir), Path(clean_dir), self.layout, layout)
         self.crop, self.augment, self.pad_small, self.seed = crop, augment, pad_small, seed
 
@@ -227,7 +222,7 @@ class SyntheticDataset(Dataset):
                  augment: bool = True, length: int | None = None, fixed: bool = False, seed: int = 0,
                  pad_small: bool = True, max_side: int | None = None) -> None:
         if not images:
-            raise ValueError("a synthetic dataset needs at least one clean image")
+            raise ConfigError("a synthetic dataset needs at least one clean image")
         self.images = [Path(p) for p in images]
         self.degrade = degradations if isinstance(degradations, Compose) else Compose.from_config(degradations)
         self.crop, self.augment, self.fixed, self.seed, self.pad_small = crop, augment, fixed, seed, pad_small
@@ -270,4 +265,4 @@ def build_dataset(spec: dict[str, Any], seed: int = 0) -> Dataset:
         return SyntheticDataset(images, spec.pop("degradations"), seed=spec.pop("seed", seed), **spec)
     if kind == "paired":
         return PairedImageDataset(seed=spec.pop("seed", seed), **spec)
-    raise ValueError(f"unknown dataset type {kind!r}; use 'paired' or 'synthetic'")
+    raise ConfigError(f"unknown dataset type {kind!r}; use 'paired' or 'synthetic'")

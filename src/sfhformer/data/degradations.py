@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+
 Range = tuple[float, float]
 
 
@@ -183,12 +185,12 @@ class Compose:
             item = dict(item)
             kind = item.pop("type", None)
             if kind not in DEGRADATIONS:
-                raise ValueError(f"unknown degradation {kind!r}; known: {', '.join(DEGRADATIONS)}")
+                raise ConfigError(f"unknown degradation {kind!r}; known: {', '.join(DEGRADATIONS)}")
             p = float(item.pop("p", 1.0))
             known = {f.name for f in fields(DEGRADATIONS[kind])}
             if set(item) - known:
-                raise ValueError(f"degradation {kind!r} has no option(s) {sorted(set(item) - known)}; "
-                                 f"it takes {sorted(known)} and p")
+                raise ConfigError(f"degradation {kind!r} has no option(s) {sorted(set(item) - known)}; "
+                                  f"it takes {sorted(known)} and p")
             steps.append((DEGRADATIONS[kind](**{k: tuple(v) if isinstance(v, list) else v
                                                  for k, v in item.items()}), p))
         return cls(steps)

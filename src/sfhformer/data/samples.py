@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import ConfigError, NotFoundError
+
 # name -> (package, file inside the package's data folder)
 PHOTOGRAPHS: dict[str, tuple[str, str]] = {
     "astronaut": ("skimage", "astronaut.png"),
@@ -26,6 +28,8 @@ PHOTOGRAPHS: dict[str, tuple[str, str]] = {
     "grace_hopper": ("matplotlib", "grace_hopper.jpg"),
 }
 
+PIP_NAMES = {"skimage": "scikit-image", "matplotlib": "matplotlib"}
+
 # Never trained on: the bundled models are measured on these.
 HELD_OUT: tuple[str, ...] = ("chelsea", "coffee", "rocket", "grace_hopper")
 
@@ -40,24 +44,25 @@ def _data_dir(package: str) -> Path | None:
             return Path(matplotlib.get_data_path()) / "sample_data"
     except ImportError:
         return None
-    raise ValueError(f"unknown package {package!r}")
+    raise ConfigError(f"unknown package {package!r}")
 
 
 def photograph_path(name: str) -> Path:
     """The file of a named sample photograph; a clear error when its package is missing."""
     if name not in PHOTOGRAPHS:
-        raise ValueError(f"unknown sample photograph {name!r}; known: {', '.join(PHOTOGRAPHS)}")
+        raise ConfigError(f"unknown sample photograph {name!r}; known: {', '.join(PHOTOGRAPHS)}")
     package, file = PHOTOGRAPHS[name]
     folder = _data_dir(package)
     if folder is None or not (folder / file).is_file():
-        raise FileNotFoundError(f"sample photograph {name!r} needs the {package} package (pip install {package})")
+        raise NotFoundError(f"sample photograph {name!r} needs the {PIP_NAMES[package]} package "
+                            f"(pip install {PIP_NAMES[package]})")
     return folder / file
 
 
 def photographs(split: str = "all") -> list[Path]:
     """Paths of the available sample photographs: ``"train"``, ``"held_out"`` or ``"all"``."""
     if split not in ("train", "held_out", "all"):
-        raise ValueError(f"split must be train, held_out or all, got {split!r}")
+        raise ConfigError(f"split must be train, held_out or all, got {split!r}")
     names = [n for n in PHOTOGRAPHS if split == "all" or (n in HELD_OUT) == (split == "held_out")]
     out = []
     for name in names:
@@ -82,5 +87,5 @@ def resolve_image_list(spec: str | os.PathLike | list) -> list[Path]:
         return [photograph_path(text.split(":", 1)[1])]
     paths, errors = list_images([text])
     if errors:
-        raise FileNotFoundError("; ".join(errors))
+        raise NotFoundError("; ".join(errors))
     return paths

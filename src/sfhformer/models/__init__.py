@@ -1,6 +1,8 @@
-"""The SFHformer network: config and presets, blocks, network, checkpoints."""
+"""The SFHformer network: config and presets, blocks, network, the authors' format, checkpoints."""
 
-from .checkpoint import CheckpointError, authors_key_map, convert, infer_config, load, save
+from ..errors import CheckpointError
+from .authors import authors_key_map, infer_config
+from .checkpoint import convert, load, save
 from .config import PRESETS, SFHformerConfig, get_preset, preset_name
 from .network import SFHformer, create_model
 

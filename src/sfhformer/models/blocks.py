@@ -121,6 +121,17 @@ class FourierUnit(nn.Module):
             y = from_frequency(f.float(), x.shape[-2:])
         return y.to(x.dtype)
 
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Inference form, in place: the spectral BatchNorm folds into the 1x1 convolution when
+        nothing stands between them (low-light family); with K = 1 the softmax over one kernel
+        is identically 1, so its logits go."""
+        if self.norm is not None and self.pos_enc is None and self.spectral_conv.groups == 1:
+            fold_batchnorm(self.norm, self.spectral_conv)
+            self.norm = None
+        if self.num_kernels == 1:
+            self.mix_logits = None
+
     def spectral_mix(self, f: torch.Tensor) -> torch.Tensor:
         """The processing of the interleaved spectrum, (B, 2C, H, W') -> same."""
         if self.norm is not None:
@@ -189,6 +200,10 @@ class MultiScaleFFN(nn.Module):
         x = torch.cat([x0, self.dw3(x1), self.dw5(x2), self.dw7(x3)], dim=1)
         return self.proj_out(F.gelu(x))
 
+    def scale_output(self, scale: torch.Tensor) -> None:
+        """Fold a per-channel factor on the output into the last convolution, in place."""
+        fold_scale(self.proj_out, scale)
+
 
 class LowLightMultiKernel(nn.Module):
     """The low-light family's multi-kernel module (its FFN and its mixer's local branch).
@@ -248,6 +263,10 @@ class Mixer(nn.Module):
         z = F.gelu(torch.cat([self.local_branch(a), self.global_branch(b)], dim=1))
         return self.out_proj(self.attention(z))
 
+    def scale_output(self, scale: torch.Tensor) -> None:
+        """Fold a per-channel factor on the output into the last convolution, in place."""
+        fold_scale(self.out_proj, scale)
+
 
 class LowLightMixer(nn.Module):
     """The low-light family's mixer: GELU after the input projection, a multi-kernel local
@@ -285,3 +304,19 @@ class Block(nn.Module):
         x = x + (m if self.beta is None else self.beta * m)
         f = self.ffn(self.norm2(x))
         return x + (f if self.gamma is None else self.gamma * f)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Inference form, in place: both BatchNorms fold into the 1x1 convolutions they feed
+        (the mixer's and the FFN's input projections); the layer scales fold into the last
+        convolution of the mixer and the FFN where those can take them (``scale_output``)."""
+        if isinstance(self.norm1, nn.BatchNorm2d):
+            fold_batchnorm(self.norm1, self.mixer.proj_in)
+            fold_batchnorm(self.norm2, self.ffn.proj_in)
+            self.norm1, self.norm2 = nn.Identity(), nn.Identity()
+        if self.beta is not None and hasattr(self.mixer, "scale_output"):
+            self.mixer.scale_output(self.beta)
+            self.beta = None
+        if self.gamma is not None and hasattr(self.ffn, "scale_output"):
+            self.ffn.scale_output(self.gamma)
+            self.gamma = None

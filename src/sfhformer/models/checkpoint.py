@@ -1,9 +1,9 @@
 """Reading and writing weights: the authors' checkpoints and our own safetensors files.
 
-The authors' files are ``{'state_dict': {'module.<key>': tensor}}`` in their module names;
-this module infers the architecture from the keys and shapes alone, renames the keys to
-ours and reports what does not fit. Our own files are safetensors with the config in the
-metadata, so a file alone rebuilds its model.
+The authors' files are ``{'state_dict': {'module.<key>': tensor}}`` in their module names
+(:mod:`.authors` infers the architecture from keys and shapes and renames them); what does not
+fit is reported in one error. Our own files are safetensors with the config in the metadata,
+so a file alone rebuilds its model.
 """
 
 from __future__ import annotations
@@ -11,137 +11,21 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..utils import atomic_path
+from ..errors import CheckpointError, ConfigError, OutputError
+from ..utils import atomic_path, shorten_list
+from .authors import authors_key_map, infer_config, is_unused_authors_key, to_our_state
 from .config import SFHformerConfig, get_preset, preset_name
 from .network import SFHformer
 
 FORMAT_NAME = "sfhformer"
 
-
-class CheckpointError(ValueError):
-    """A weights file that cannot be read or does not fit the model; the message names the file."""
-
-
-# Our module names -> the authors', one dotted name component at a time (the last component,
-# the parameter name, is never renamed). Our names are unique within a family, so the map is
-# a bijection on the keys of any one model.
-_COMMON_NAMES = {
-    "embed": "patch_embed.proj",
-    "encoder1": "layer1.blocks",
-    "encoder2": "layer2.blocks",
-    "bottleneck": "layer3.blocks",
-    "fuse2": "skip2",
-    "fuse1": "skip1",
-    "head": "patch_unembed.proj",
-    "proj_in": "conv_init.0",
-    "proj_out": "conv_fina.0",
-    "dw3": "conv1_1.0",
-    "dw5": "conv1_2.0",
-    "dw7": "conv1_3.0",
-    "local_branch": "mixer_local",
-    "global_branch": "mixer_gloal",
-    "fourier": "FFC",
-    "dw_dil1": "CDilated_1",
-    "dw_dil2": "CDilated_2",
-    "attention": "ca",
-    "reduce": "1",
-    "expand": "3",
-}
-AUTHORS_NAMES: dict[str, dict[str, str]] = {
-    "paper": {**_COMMON_NAMES,
-              "down1": "downsample1.proj.0", "down2": "downsample2.proj.0",
-              "up2": "upsample3.proj", "up1": "upsample4.proj",
-              "decoder2": "layer8.blocks", "decoder1": "layer9.blocks",
-              "out_proj": "ca_conv.0",
-              "norm": "bn", "pos_enc": "fpe", "mix_logits": "weight.0", "spectral_conv": "fdc"},
-    "haze": {**_COMMON_NAMES,
-             "down1": "downsample1.proj.0", "down2": "downsample2.proj.0",
-             "up2": "upsample3.proj", "up1": "upsample4.proj",
-             "decoder2": "layer8.blocks", "decoder1": "layer9.blocks",
-             "out_proj": "ca_conv.0",
-             "norm": "bn1", "pos_enc": "conv_layer2.0", "spectral_conv": "conv_layer1.0"},
-    "lol": {**_COMMON_NAMES,
-            "down1": "downsample1.proj", "down2": "downsample2.proj",
-            "up2": "upsample1.proj", "up1": "upsample2.proj",
-            "decoder2": "layer4.blocks", "decoder1": "layer5.blocks",
-            "out_proj": "ca_conv",
-            "norm": "bn1", "spectral_conv": "conv_layer1.0"},
-}
-
-# Tensors in the authors' files that their forward never reads (SPEC-families.md).
-_UNUSED_AUTHORS_KEYS = {
-    "paper": None,
-    "haze": re.compile(r"\.FFC\.(conv_layer\.weight|bn2\.\w+|norm1\.body\.\w+)$"),
-    "lol": re.compile(r"\.FFC\.(conv_layer\.weight|bn2\.\w+)$"),
-}
-# Checked only when the Fourier BN is switched off (the ITS dehazing checkpoint).
-_FOURIER_BN_KEYS = re.compile(r"\.FFC\.bn1\.\w+$")
-
 _WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "model_state_dict", "net")
 _PREFIXES = ("module.", "_orig_mod.")
-
-
-def to_authors_key(key: str, family: str) -> str:
-    """Our state-dict key -> the authors' name for the same tensor."""
-    names = AUTHORS_NAMES[family]
-    *path, param = key.split(".")
-    return ".".join([names.get(part, part) for part in path] + [param])
-
-
-def authors_key_map(model: SFHformer) -> dict[str, str]:
-    """{our key: authors' key} for every entry of ``model.state_dict()``."""
-    return {k: to_authors_key(k, model.config.family) for k in model.state_dict()}
-
-
-def is_unused_authors_key(key: str, config: SFHformerConfig) -> bool:
-    """True for tensors in the authors' files that the forward with ``config`` never reads."""
-    pattern = _UNUSED_AUTHORS_KEYS[config.family]
-    if pattern is not None and pattern.search(key):
-        return True
-    return config.family == "haze" and not config.fourier_bn and bool(_FOURIER_BN_KEYS.search(key))
-
-
-# ---------------------------------------------------------------------------------------------
-# Inferring the architecture from the authors' keys and shapes
-# ---------------------------------------------------------------------------------------------
-
-def _stage_depth(state: dict[str, torch.Tensor], layer: str) -> int:
-    indices = {int(m.group(1)) for k in state if (m := re.match(rf"{layer}\.blocks\.(\d+)\.", k))}
-    return max(indices) + 1 if indices else 0
-
-
-def infer_config(state: dict[str, torch.Tensor]) -> SFHformerConfig:
-    """The config of an authors'-format state dict (no ``module.`` prefix), from keys and shapes.
-
-    The Fourier BN switch of the haze family cannot be seen in the keys; it is left on.
-    Raises KeyError naming a key the architecture cannot be told without.
-    """
-    def shape(key: str) -> torch.Size:
-        if key not in state:
-            raise KeyError(key)
-        return state[key].shape
-
-    c0 = shape("patch_embed.proj.weight")[0]
-    if any(k.startswith("upsample1.") for k in state):
-        family = "lol"
-        c1, c2 = 4 * shape("downsample1.proj.0.weight")[0], 4 * shape("downsample2.proj.0.weight")[0]
-        u1, u0 = shape("upsample1.proj.0.weight")[0] // 4, shape("upsample2.proj.0.weight")[0] // 4
-        layers = ("layer1", "layer2", "layer3", "layer4", "layer5")
-    else:
-        family = "haze" if any(".FFC.conv_layer1." in k for k in state) else "paper"
-        c1, c2 = shape("downsample1.proj.0.weight")[0], shape("downsample2.proj.0.weight")[0]
-        u1, u0 = shape("upsample3.proj.0.weight")[0] // 4, shape("upsample4.proj.0.weight")[0] // 4
-        layers = ("layer1", "layer2", "layer3", "layer8", "layer9")
-    kernels = [v.shape[0] for k, v in state.items() if k.endswith(".FFC.weight.0.weight")]
-    return SFHformerConfig(family=family, widths=(c0, c1, c2), up_widths=(u1, u0),
-                           depths=tuple(_stage_depth(state, layer) for layer in layers),
-                           num_kernels=kernels[0] if kernels else 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,27 +128,28 @@ def _fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path
     if not (missing or unexpected or misshaped):
         return
 
-    def few(items: list[str]) -> str:
-        return ", ".join(items[:4]) + (f", ... ({len(items) - 4} more)" if len(items) > 4 else "")
-
-    parts = [f"{len(items)} {label} ({few(items)})" for label, items in
+    parts = [f"{len(items)} {label} ({shorten_list(items, 4)})" for label, items in
              (("missing", missing), ("unexpected", unexpected), ("mis-shaped, file vs model", misshaped))
              if items]
     raise CheckpointError(f"{path}: does not fit {what}: " + "; ".join(parts))
 
 
-def load(path: str | os.PathLike, preset: str | None = None, *, device: str | torch.device = "cpu",
+def load(weights: str | os.PathLike, preset: str | None = None, *, device: str | torch.device = "cpu",
          **overrides: Any) -> SFHformer:
-    """A ready model (eval mode, on ``device``) from an authors' checkpoint or one of our files.
+    """A ready model (eval mode, on ``device``) from an authors' checkpoint, one of our files or
+    a bundled model's name (``"denoise"``; a path that exists wins over a bundled name).
 
     The architecture comes from ``preset`` when given, else from the file: the stored config
     of our files, or the keys and shapes of the authors'. ``overrides`` set config fields,
     e.g. ``fourier_bn=False`` for an ITS-style dehazing checkpoint of a non-preset size.
 
     Raises:
-        CheckpointError: the file is missing, unreadable, or does not fit the architecture.
+        NotFoundError: neither an existing path nor a bundled model name.
+        CheckpointError: the file is unreadable or does not fit the architecture.
     """
-    path = Path(path)
+    from ..pretrained import resolve_weights
+
+    path = resolve_weights(weights)
     state, stored = read_checkpoint(path)
     ours = _has_our_names(state)
     try:
@@ -281,9 +166,7 @@ def load(path: str | os.PathLike, preset: str | None = None, *, device: str | to
                 raise CheckpointError(f"{path}: not an SFHformer checkpoint: it has no {e} (first keys: "
                                       f"{', '.join(list(state)[:3])})") from None
         config = config.replace(**overrides) if overrides else config
-    except ValueError as e:
-        if isinstance(e, CheckpointError):
-            raise
+    except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
 
     model = SFHformer(config)
@@ -295,7 +178,7 @@ def load(path: str | os.PathLike, preset: str | None = None, *, device: str | to
         names = authors_key_map(model)
         _fit(state, {names[k]: v for k, v in expected.items()}, path, what,
              ignore=lambda key: is_unused_authors_key(key, config))
-        state = {k: state[a] for k, a in names.items() if a in state}
+        state = to_our_state(state, model)
     model.load_state_dict(state, strict=False)  # strictness was checked above, with clearer errors
     return model.to(device).eval()
 
@@ -306,12 +189,15 @@ def save(model: SFHformer, path: str | os.PathLike, metadata: dict[str, str] | N
 
     path = Path(path)
     if getattr(model, "fused", False):
-        raise ValueError(f"{path}: a fused model cannot be saved (its BatchNorms are folded away); save it "
+        raise ConfigError(f"{path}: a fused model cannot be saved (its BatchNorms are folded away); save it "
                          f"before fuse()")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT_NAME, "config": json.dumps(model.config.to_dict()), **(metadata or {})}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
     return path
 
 

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..errors import ConfigError
+
 Family = Literal["paper", "haze", "lol"]
 FAMILIES: tuple[str, ...] = ("paper", "haze", "lol")
 
@@ -17,7 +19,7 @@ class SFHformerConfig:
     Attributes:
         family: ``"paper"`` (the ECCV 2024 model, frequency dynamic convolution),
             ``"haze"`` (released dehazing / motion-blur checkpoints, simpler Fourier unit)
-            or ``"lol"`` (released low-light checkpoints). See ``shared/SPEC-families.md``.
+            or ``"lol"`` (released low-light checkpoints). See ``docs/families.md``.
         widths: channels of the three encoder levels (c0, c1, c2).
         up_widths: channels of the two decoder levels (u1, u0).
         depths: blocks in encoder1, encoder2, bottleneck, decoder2, decoder1.
@@ -36,7 +38,14 @@ class SFHformerConfig:
     def __post_init__(self) -> None:
         # Accept lists (from JSON / YAML) but store tuples so configs stay hashable.
         for name in ("widths", "up_widths", "depths"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+                raise ConfigError(f"invalid SFHformerConfig: {name} must be a list of integers, got {value!r}")
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        if not _is_int(self.num_kernels):
+            raise ConfigError(f"invalid SFHformerConfig: num_kernels must be an integer, got {self.num_kernels!r}")
+        if not isinstance(self.fourier_bn, bool):
+            raise ConfigError(f"invalid SFHformerConfig: fourier_bn must be true or false, got {self.fourier_bn!r}")
         errors = []
         if self.family not in FAMILIES:
             errors.append(f"family must be one of {FAMILIES}, got {self.family!r}")
@@ -55,7 +64,7 @@ class SFHformerConfig:
         if not errors:
             errors += self._width_errors()
         if errors:
-            raise ValueError("invalid SFHformerConfig: " + "; ".join(errors))
+            raise ConfigError("invalid SFHformerConfig: " + "; ".join(errors))
 
     def _width_errors(self) -> list[str]:
         errors = []
@@ -81,7 +90,7 @@ class SFHformerConfig:
         """A copy with some fields changed (validated)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown SFHformerConfig field(s): {sorted(unknown)}; "
+            raise ConfigError(f"unknown SFHformerConfig field(s): {sorted(unknown)}; "
                              f"known: {[f.name for f in dataclasses.fields(self)]}")
         return dataclasses.replace(self, **changes)
 
@@ -91,6 +100,10 @@ class SFHformerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SFHformerConfig":
         return cls().replace(**data)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _PAPER = SFHformerConfig(family="paper", widths=(32, 64, 128), up_widths=(64, 32))
@@ -120,7 +133,7 @@ def get_preset(name: str) -> SFHformerConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
 def preset_name(config: SFHformerConfig) -> str | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 import contextlib
 
-from .blocks import (Block, FourierUnit, GlobalBranch, LowLightMixer, LowLightMultiKernel, Mixer,
-                     MultiScaleFFN, conv1x1, fold_batchnorm, fold_scale)
+import torch
+from torch import nn
+
+from ..utils import pad_bottom_right
+from .blocks import Block, FourierUnit, GlobalBranch, LowLightMixer, LowLightMultiKernel, Mixer, MultiScaleFFN, conv1x1
 from .config import SFHformerConfig, get_preset
 
 
@@ -47,17 +46,11 @@ def _recompute_contexts(block: nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
-    """Pad H and W at the bottom/right up to a multiple of ``multiple`` and at least ``min_size``.
-
-    Reflect padding where the image is large enough for it, replicate otherwise.
-    """
+    """Pad H and W at the bottom/right up to a multiple of ``multiple`` and at least ``min_size``
+    (:func:`~sfhformer.utils.pad_bottom_right`: reflect where the image is large enough)."""
     h, w = x.shape[-2:]
-    ph = max(-(-h // multiple) * multiple, min_size) - h
-    pw = max(-(-w // multiple) * multiple, min_size) - w
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+    return pad_bottom_right(x, max(-(-h // multiple) * multiple, min_size),
+                            max(-(-w // multiple) * multiple, min_size))
 
 
 class SFHformer(nn.Module):
@@ -128,6 +121,7 @@ class SFHformer(nn.Module):
     def fuse(self) -> "SFHformer":
         """Turn this model, in place, into its inference form and return it (eval mode).
 
+        Every submodule with a ``fuse()`` method takes its own inference form:
         - every block's BatchNorms fold into the 1x1 convolutions they feed (the mixer's and
           the FFN's input projections), as does the low-light Fourier unit's spectral BatchNorm;
         - the layer scales beta and gamma fold into the 1x1 convolutions that end the mixer
@@ -139,23 +133,9 @@ class SFHformer(nn.Module):
         if self.fused:
             return self
         self.eval()
-        for module in self.modules():
-            if isinstance(module, Block):
-                fold_batchnorm(module.norm1, module.mixer.proj_in)
-                fold_batchnorm(module.norm2, module.ffn.proj_in)
-                module.norm1, module.norm2 = nn.Identity(), nn.Identity()
-                if module.beta is not None and isinstance(module.mixer, Mixer):
-                    fold_scale(module.mixer.out_proj, module.beta)
-                    module.beta = None
-                if module.gamma is not None and isinstance(module.ffn, MultiScaleFFN):
-                    fold_scale(module.ffn.proj_out, module.gamma)
-                    module.gamma = None
-            elif isinstance(module, FourierUnit):
-                if module.norm is not None and module.pos_enc is None and module.spectral_conv.groups == 1:
-                    fold_batchnorm(module.norm, module.spectral_conv)
-                    module.norm = None
-                if module.num_kernels == 1:
-                    module.mix_logits = None
+        for module in list(self.modules()):
+            if module is not self and hasattr(module, "fuse"):
+                module.fuse()
         self.fused = True
         return self
 

@@ -13,8 +13,9 @@ import torch
 import yaml
 
 import sfhformer
-from sfhformer.train import (EpochBatchSampler, GlobalBatchNorm2d, TrainingError, load_config, restoration_loss,
-                             train)
+from sfhformer.errors import ConfigError, NotFoundError
+from sfhformer.training import (EpochBatchSampler, GlobalBatchNorm2d, TrainingError, load_config, restoration_loss,
+                                train)
 
 TINY = {
     "name": "tiny",
@@ -58,15 +59,15 @@ def losses(out_dir):
 def test_config_defaults_overrides_and_errors(tmp_path):
     path = write_config(tmp_path)
     cfg = load_config(path, ["train.lr=5e-4", "model.num_kernels=4", "val.y_channel=true"])
-    assert cfg["train"]["lr"] == 5e-4 and cfg["model"]["num_kernels"] == 4 and cfg["val"]["y_channel"] is True
-    assert cfg["train"]["weight_decay"] == 1e-3 and cfg["train"]["min_lr"] == 1e-6  # the authors' defaults
-    assert cfg["out_dir"] == str(Path("runs") / "tiny")
-    with pytest.raises(ValueError, match="unknown config key 'train.lrr'"):
+    assert cfg.train.lr == 5e-4 and cfg.model["num_kernels"] == 4 and cfg.val.y_channel is True
+    assert cfg.train.weight_decay == 1e-3 and cfg.train.min_lr == 1e-6
+    assert cfg.out_dir == str(Path("runs") / "tiny")
+    with pytest.raises(ConfigError, match="unknown config key 'train.lrr'"):
         load_config(path, ["train.lrr=1"])
     (tmp_path / "bad.yaml").write_text("train: [unclosed")
     with pytest.raises(ValueError, match=r"bad\.yaml: not valid YAML"):
         load_config(tmp_path / "bad.yaml")
-    with pytest.raises(ValueError, match="no such config file"):
+    with pytest.raises(NotFoundError, match="no such config file"):
         load_config(tmp_path / "none.yaml")
 
 
@@ -194,13 +195,13 @@ def test_train_command_reports_divergence_in_one_line(tmp_path, capsys):
     path = write_config(tmp_path, out_dir=str(tmp_path / "nan2"))
     assert main(["train", str(path), "train.lr=1e30", "val.every=100", "train.ema=0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("sfhformer train: loss became")
+    assert err[-1].startswith("sfhformer train: error: loss became")
 
 
 def test_ema_warm_up_follows_the_model_early_and_decays_later():
     from torch.optim.swa_utils import AveragedModel
 
-    from sfhformer.train import ema_update_fn
+    from sfhformer.training import ema_update_fn
     model = torch.nn.BatchNorm2d(2)
     ema = AveragedModel(model, multi_avg_fn=ema_update_fn(0.999), use_buffers=True)
     values = [2.0, 3.0, 5.0]
@@ -242,7 +243,7 @@ def test_init_from_starts_a_new_run_from_another_runs_ema_weights(tmp_path):
                          ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)  # unknown keys and bad YAML are errors
-    assert cfg["data"]["train"] and cfg["train"]["steps"] > 0
+    assert cfg.data.train and cfg.train.steps > 0
 
 
 def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_path):
@@ -316,8 +317,8 @@ def test_fft_loss_weight_is_the_configured_one(tmp_path):
         expected_net = torch.nn.Conv2d(3, 3, 3, padding=1)
         expected_net.load_state_dict(net.state_dict())
         train(cfg, model=net)
-        batch = next(iter(EpochBatchSampler(32, 4, seed=cfg["train"]["seed"])))
-        data = build_dataset(cfg["data"]["train"], seed=cfg["train"]["seed"])
+        batch = next(iter(EpochBatchSampler(32, 4, seed=cfg.train.seed)))
+        data = build_dataset(TINY["data"]["train"], seed=cfg.train.seed)
         sample = default_collate([data[i] for i in batch])
         with torch.no_grad():
             pred = expected_net(sample["lq"])

@@ -1,0 +1,305 @@
+"""Training SFHformer: one readable loop, with DDP, AMP, EMA and checkpointing in plain sight.
+
+    sfhformer train configs/denoise.yaml train.steps=2000            # one process
+    torchrun --nproc_per_node=4 -m sfhformer train configs/gopro.yaml  # many
+
+``train.batch_size`` is the global batch, split evenly across processes; each global batch
+holds the same samples whatever the number of processes, and BatchNorm statistics are taken
+over the global batch (``train.sync_bn``), so a multi-process run follows the one-process run.
+The host waits for the device only every ``log.every`` steps and before checkpoints and
+validation: then one all-reduce brings the loss and whether any step since the last such
+point was not finite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, TrainingError
+from ..metrics import psnr, ssim
+from ..models import SFHformer, create_model
+from .config import DatasetConfig, RunConfig
+from .distributed import EpochBatchSampler, Processes, use_global_batchnorm
+from .loss import restoration_loss
+from .state import TrainState, ema_update_fn, initial_weights
+
+
+def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
+    """Run (or resume) the training ``cfg`` describes (:func:`~sfhformer.training.load_config`).
+
+    ``model`` replaces the SFHformer of ``cfg.model`` with any (B, 3, H, W) -> (B, 3, H, W)
+    network (peer comparisons train NAFNet this way); only SFHformers are also saved as
+    safetensors. Returns a summary: final step, last loss, best validation PSNR, weights path.
+    """
+    tc = cfg.train
+    procs = Processes.start(tc.device)
+    try:
+        state = build_state(cfg, procs, model)
+        net = procs.wrap(state.model)
+        batches = iter(build_loader(cfg, procs, state.step))
+        val_set = make_dataset(cfg.data.val, tc.seed, validation=True) if cfg.data.val else None
+        amp = autocast_dtype(tc.amp, procs.device)
+        log = RunLog(cfg, procs.main, state.step)
+        health, loss_value = LossHealth(procs), float("nan")
+        state.restore_rng()  # last: nothing may draw from the restored RNG before the first step
+        net.train()
+        try:
+            while state.step < tc.steps:
+                batch = next(batches)
+                lq, gt = batch["lq"].to(procs.device, non_blocking=True), batch["gt"].to(procs.device, non_blocking=True)
+                with torch.autocast(procs.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    pred = net(lq)
+                loss = restoration_loss(pred.float(), gt, tc.fft_loss_weight)
+                health.watch(loss, state.step + 1)  # on the device: no wait here
+                state.optimizer.zero_grad(set_to_none=True)
+                state.scaler.scale(loss).backward()
+                if tc.grad_clip:
+                    state.scaler.unscale_(state.optimizer)
+                    nn.utils.clip_grad_norm_(state.model.parameters(), tc.grad_clip)
+                state.scaler.step(state.optimizer)
+                state.scaler.update()
+                state.scheduler.step()
+                if state.ema is not None:
+                    state.ema.update_parameters(state.model)
+                state.step += 1
+                step = state.step
+                log.bar.update(1)
+
+                last = step == tc.steps or (tc.stop_at_step is not None and step >= tc.stop_at_step)
+                validating = val_set is not None and (step % cfg.val.every == 0 or step == tc.steps)
+                saving = step % cfg.checkpoint.every == 0 or last
+                if step % cfg.log.every == 0 or validating or saving:
+                    # raises on a loss that was not finite: nothing of it gets written below
+                    loss_value = health.check(step, log.last_good())
+                    if step % cfg.log.every == 0 or step == tc.steps:
+                        log.train(step, loss_value, state.scheduler.get_last_lr()[0])
+                if validating:
+                    if procs.main:
+                        result = validate(state.weights, val_set, procs.device, cfg.val.crop_border,
+                                          cfg.val.y_channel, cfg.val.max_images)
+                        log.validation(step, result)
+                        if result["psnr"] > state.best_psnr:
+                            state.best_psnr = result["psnr"]
+                            log.checkpoint(state, "best")
+                    procs.barrier()
+                if saving:
+                    log.checkpoint(state, "last")
+                    procs.barrier()
+                if last:
+                    break
+        finally:  # also when stopping on an error, so the bar does not hide the message
+            log.close()
+        return {"step": state.step, "loss": loss_value, "best_psnr": state.best_psnr, "out_dir": cfg.out_dir,
+                "last": str(log.checkpoints / "last.safetensors")}
+    finally:
+        procs.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the run
+# ---------------------------------------------------------------------------------------------
+
+def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None) -> TrainState:
+    """Model, optimiser, schedule, scaler and EMA, resumed from the run's checkpoint when there
+    is one (``cfg.resume``), else starting from ``train.init_from`` when given."""
+    from torch.optim.swa_utils import AveragedModel
+
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    if model is None:
+        model = create_model(cfg.model_config())
+    resume = cfg.resume
+    path = Path(cfg.out_dir) / "checkpoints" / "last.pt" if resume in ("auto", True) else \
+        (Path(resume) if resume else None)
+    resuming = path is not None and path.exists()
+    if resume not in ("auto", True, None, False) and not resuming:
+        raise TrainingError(f"{path}: checkpoint to resume from does not exist")
+    if tc.init_from and not resuming:
+        model.load_state_dict(initial_weights(tc.init_from))
+    model = model.to(procs.device)
+    if tc.checkpoint_activations:
+        if not isinstance(model, SFHformer):
+            raise ConfigError("train.checkpoint_activations needs an SFHformer model")
+        model.set_grad_checkpointing(True)
+    if procs.world > 1 and tc.sync_bn:  # before the optimiser takes the parameters
+        use_global_batchnorm(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.steps, eta_min=tc.min_lr)
+    ema = AveragedModel(model, multi_avg_fn=ema_update_fn(tc.ema), use_buffers=True) if tc.ema else None
+    scaler = torch.amp.GradScaler(procs.device.type, enabled=autocast_dtype(tc.amp, procs.device) == torch.float16)
+    state = TrainState(model, optimizer, scheduler, scaler, ema)
+    if resuming:
+        checkpoint = torch.load(path, map_location=procs.device, weights_only=True)
+        try:
+            state.load_state_dict(checkpoint)
+        except RuntimeError:
+            raise TrainingError(f"{path}: cannot resume, it holds a different model; set resume=false or "
+                                f"choose another out_dir") from None
+        if procs.main:
+            print(f"resumed from {path} at step {state.step}")
+    return state
+
+
+def make_dataset(spec: DatasetConfig, seed: int, validation: bool = False):
+    """The dataset a ``data.train`` / ``data.val`` section describes (validation: no augmentation
+    unless asked)."""
+    from ..data import build_dataset as from_spec
+
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if v is not None}
+    if validation:
+        fields.setdefault("augment", False)
+    return from_spec(fields, seed=seed)
+
+
+def build_loader(cfg: RunConfig, procs: Processes, start_step: int):
+    """Endless batches from ``start_step`` on, this process's share of each global batch."""
+    from torch.utils.data import DataLoader
+
+    tc = cfg.train
+    dataset = make_dataset(cfg.data.train, tc.seed)
+    sampler = EpochBatchSampler(len(dataset), tc.batch_size, tc.seed, procs.rank, procs.world, start_step)
+    # Its own generator: iter(loader) draws the workers' base seed from it, which would
+    # otherwise consume the global RNG that a resumed run restores.
+    return DataLoader(
+        dataset, batch_sampler=sampler, num_workers=tc.num_workers, pin_memory=procs.device.type == "cuda",
+        persistent_workers=tc.num_workers > 0, generator=torch.Generator().manual_seed(tc.seed))
+
+
+def autocast_dtype(setting: str | bool, device: torch.device) -> torch.dtype | None:
+    """``train.amp``: auto (bf16, else fp16, on CUDA; none on a CPU), bf16, fp16 or none."""
+    if setting in (False, "none", "off", "fp32"):
+        return None
+    if setting in ("auto", True):
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if setting in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if device.type != "cuda":  # fp16
+        raise ConfigError("train.amp fp16 needs CUDA; use bf16 or none on the CPU")
+    return torch.float16
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching, validating and writing
+# ---------------------------------------------------------------------------------------------
+
+class LossHealth:
+    """Remembers, on the device, the first step whose loss was not finite, so the loop never
+    waits for the device to check it; :meth:`check` reads it (and the loss) in one all-reduce."""
+
+    def __init__(self, procs: Processes) -> None:
+        self.procs = procs
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=procs.device)  # 0: none yet
+        self.bad_value = torch.zeros((), device=procs.device)
+        self.loss = torch.zeros((), device=procs.device)
+
+    def watch(self, loss: torch.Tensor, step: int) -> None:
+        self.loss = loss.detach().float()
+        new = ~torch.isfinite(self.loss) & (self.first_bad == 0)
+        self.first_bad = torch.where(new, step, self.first_bad)
+        self.bad_value = torch.where(new, self.loss, self.bad_value)
+
+    def check(self, step: int, last_good: str) -> float:
+        """This step's loss, the mean over processes; raises :class:`TrainingError` when a loss
+        since the last check, on any process, was not finite."""
+        summed = self.procs.sum(torch.stack([self.loss / self.procs.world, (self.first_bad > 0).float()]))
+        mean_loss, bad = summed.tolist()
+        if bad:
+            seen_here = int(self.first_bad) > 0
+            value = float(self.bad_value) if seen_here else mean_loss
+            raise TrainingError(f"loss became {value} at step {int(self.first_bad) if seen_here else step}; "
+                                f"stopped. {last_good}; lower train.lr or set train.grad_clip, then resume")
+        return mean_loss
+
+
+@torch.no_grad()
+def validate(model: nn.Module, dataset, device: torch.device, crop_border: int = 0, y_channel: bool = False,
+             max_images: int | None = None) -> dict[str, Any]:
+    """Mean PSNR/SSIM of ``model`` (eval mode) and of the degraded input over whole images."""
+    was_training = model.training
+    model.eval()
+    rows, previews = [], []
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    for i in range(n):
+        sample = dataset[i]
+        lq, gt = sample["lq"][None].to(device), sample["gt"][None]
+        pred = model(lq).float().clamp(0, 1).cpu()
+        rows.append((psnr(pred, gt, crop_border, y_channel), ssim(pred, gt, crop_border, y_channel),
+                     psnr(lq.cpu(), gt, crop_border, y_channel)))
+        previews.append(torch.cat([lq[0].cpu(), pred[0], gt[0]], dim=-1))
+    model.train(was_training)
+    arr = np.array(rows)
+    return {"psnr": float(arr[:, 0].mean()), "ssim": float(arr[:, 1].mean()), "input_psnr": float(arr[:, 2].mean()),
+            "previews": previews}
+
+
+class RunLog:
+    """What a run writes, on the main process only: ``config.json``, ``log.jsonl``, TensorBoard,
+    checkpoints, and a progress bar."""
+
+    def __init__(self, cfg: RunConfig, main: bool, step: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.cfg, self.main = cfg, main
+        self.out = Path(cfg.out_dir)
+        self.checkpoints = self.out / "checkpoints"
+        self.last_saved, self.t0 = step, time.time()
+        self.bar = tqdm(total=cfg.train.steps, initial=step, disable=not main, unit="step", dynamic_ncols=True)
+        self.writer = self.file = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+            self.writer = SummaryWriter(str(self.out / "tensorboard"))
+            self.file = open(self.out / "log.jsonl", "a")
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def train(self, step: int, loss: float, lr: float) -> None:
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        self._record({"step": step, "loss": loss, "lr": lr, "time": time.time() - self.t0})
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss, step)
+            self.writer.add_scalar("train/lr", lr, step)
+
+    def validation(self, step: int, result: dict[str, Any]) -> None:
+        self._record({"step": step, "val_psnr": result["psnr"], "val_ssim": result["ssim"],
+                      "val_input_psnr": result["input_psnr"]})
+        self.bar.write(f"step {step}: val PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
+                       f"(input {result['input_psnr']:.2f} dB)")
+        self.writer.add_scalar("val/psnr", result["psnr"], step)
+        self.writer.add_scalar("val/ssim", result["ssim"], step)
+        for i, img in enumerate(result["previews"][: self.cfg.val.log_images]):
+            self.writer.add_image(f"val/{i}_input_output_clean", img, step)
+
+    def checkpoint(self, state: TrainState, name: str) -> None:
+        if self.main:
+            state.save(self.checkpoints, name, self.cfg.to_dict(), self.cfg.name)
+        if name == "last":
+            self.last_saved = state.step
+
+    def last_good(self) -> str:
+        """Where the run can resume from, in words."""
+        if not (self.checkpoints / "last.pt").exists():
+            return "No checkpoint was written yet"
+        return f"The last good checkpoint is {self.checkpoints / 'last.pt'} (step {self.last_saved})"
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.file is not None:
+            self.file.close()
