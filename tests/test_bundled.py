@@ -71,7 +71,7 @@ def test_bundled_models_restore_in_their_own_tiles_unless_told_otherwise(tmp_pat
     monkeypatch.setattr(Restorer, "__init__", spy)
     from sfhformer.io import write_image
     write_image(tmp_path / "in.png", photo("chelsea")[:40, :40])
-    for extra, expected in [([], (128, 32)), (["--tile", "0"], (None, 64)), (["--tile", "96", "--tile-overlap", "16"],
+    for extra, expected in [([], (128, 32)), (["--tile", "0"], (None, 32)), (["--tile", "96", "--tile-overlap", "16"],
                                                                             (96, 16))]:
         assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--weights", "denoise",
                      "--device", "cpu", "--overwrite", *extra]) == 0

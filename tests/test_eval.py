@@ -90,5 +90,5 @@ def test_eval_has_restores_tiling_options_and_tile_0_runs_whole_images(folders, 
     assert main(base) == 0 and calls
     calls.clear()
     assert main(base + ["--tile", "0"]) == 0 and not calls
-    assert main(base + ["--tile", "96", "--tile-overlap", "16", "--max-pixels", "1000"]) == 0 and calls
+    assert main(base + ["--tile", "96", "--tile-overlap", "16", "--max-pixels", "5000"]) == 0 and calls
     capsys.readouterr()

@@ -195,17 +195,16 @@ def test_write_refuses_16bit_jpeg(rgb, tmp_path):
 
 def test_write_is_atomic(rgb, tmp_path, monkeypatch):
     """A write that dies half-way leaves the previous file intact and no temporary behind."""
-    import cv2
     dst = tmp_path / "out.png"
     write_image(dst, rgb)
     before = dst.read_bytes()
 
-    def dying_imwrite(path, data):
+    def dying_write(path, data):  # the encoded image is written to a temporary file, then renamed
         with open(path, "wb") as f:
-            f.write(b"\x89PNG half")
+            f.write(data[:100])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cv2, "imwrite", dying_imwrite)
+    monkeypatch.setattr("pathlib.Path.write_bytes", dying_write)
     with pytest.raises(KeyboardInterrupt):
         write_image(dst, 255 - rgb)
     assert dst.read_bytes() == before

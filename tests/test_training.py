@@ -217,9 +217,14 @@ def test_ema_warm_up_follows_the_model_early_and_decays_later():
 
 def test_resuming_a_different_model_is_explained(tmp_path):
     train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "r")), ["train.steps=1", "val.every=100"]))
+    other = ["train.steps=2", "model.widths=[16,32,64]", "model.up_widths=[32,16]"]
+    with pytest.raises(ConfigError, match=r"last\.pt: cannot resume with a different model"):
+        train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "r")), other))
+    # a checkpoint without its config (older files): the weights themselves do not fit
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    torch.save({k: v for k, v in torch.load(last, weights_only=True).items() if k != "train_config"}, last)
     with pytest.raises(TrainingError, match=r"last\.pt: cannot resume, it holds a different model"):
-        train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "r")),
-                          ["train.steps=2", "model.widths=[16,32,64]", "model.up_widths=[32,16]"]))
+        train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "r")), other))
 
 
 def test_init_from_starts_a_new_run_from_another_runs_ema_weights(tmp_path):

@@ -90,13 +90,25 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {dst} ({name}; {model.config})")
 
 
-def _tiling(args: argparse.Namespace) -> dict:
-    """The Restorer tiling options the user gave; those left out keep a bundled model's own
-    (``--tile 0``: whole images up to the pixel budget)."""
-    tiling = {} if args.tile is None else {"tile": args.tile or None}
-    if getattr(args, "tile_overlap", None) is not None:
+def _restorer(args: argparse.Namespace, **options: Any):
+    """The Restorer that ``--weights``, the model, device and tiling options describe, for a
+    command that processes a batch and exits; its warnings print as notes."""
+    import warnings
+
+    from .restore import Restorer
+
+    _keep_freed_memory(args.device)
+    tiling = {} if args.tile is None else {"tile": args.tile or None}  # --tile 0: whole images
+    if args.tile_overlap is not None:
         tiling["tile_overlap"] = args.tile_overlap
-    return tiling
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
+                                            overrides=_overrides(args.set), max_pixels=args.max_pixels,
+                                            ensemble=args.ensemble, **tiling, **options)
+    for note in notes:
+        print(f"note: {note.message}", file=sys.stderr)
+    return restorer
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -104,25 +116,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .io import list_images, output_suffix, read_image, write_image
-    from .restore import Restorer
 
     if not args.weights:
         raise ConfigError("restore needs --weights (a weights file or a bundled model name)")
-    _keep_freed_memory(args.device)
-    restorer = Restorer.from_pretrained(
-        args.weights, device=args.device, preset=args.preset, overrides=_overrides(args.set),
-        half=args.half, max_pixels=args.max_pixels, ensemble=args.ensemble, progress=True, **_tiling(args))
+    restorer = _restorer(args, half=args.half, progress=True)
     paths, errors = list_images(args.inputs)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     outdir = Path(args.output)
+    originals = {p.resolve() for p in paths}
     written: dict[Path, Path] = {}
     failed = len(errors)
     try:
         for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):
             try:
                 picture = read_image(path)
+                if picture.frames > 1:
+                    tqdm.write(f"note: {path}: animated, {picture.frames} frames: only the first is restored",
+                               file=sys.stderr)
                 dst = outdir / f"{path.stem}{args.suffix}{output_suffix(picture.format)}"
+                if dst.resolve() in originals:  # whatever the flags: never replace an input
+                    raise ConfigError(f"{path}: its output {dst} is an input image; refusing to replace it "
+                                      f"(choose another -o folder or a --suffix)")
                 if dst in written:
                     raise ConfigError(f"{path}: its output {dst} would overwrite that of {written[dst]}")
                 _refuse_existing(dst, args.overwrite)
@@ -161,31 +176,34 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_folders, evaluate_restorer, format_table, summarize, write_reports
 
+    failures: list[str] = []  # one line per image that could not be scored; the others are
     if args.pred or args.gt:
         if not (args.pred and args.gt) or args.weights or args.data:
             raise ConfigError("score folders with --pred DIR --gt DIR, or a model with --weights W --data DIR")
         crop, y = args.crop_border or 0, bool(args.y_channel)
-        rows = evaluate_folders(args.pred, args.gt, crop, y)
+        rows = evaluate_folders(args.pred, args.gt, crop, y, errors=failures)
     else:
         if not (args.weights and args.data):
             raise ConfigError("give --weights and --data (or --pred and --gt)")
         from .data import LAYOUTS, PairedImageDataset
-        from .restore import Restorer
 
         dataset = PairedImageDataset(args.data, layout=args.layout)
         layout = LAYOUTS[args.layout]
         crop = layout.crop_border if args.crop_border is None else args.crop_border
         y = layout.y_channel if args.y_channel is None else args.y_channel
-        _keep_freed_memory(args.device)
-        restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
-                                            overrides=_overrides(args.set), ensemble=args.ensemble,
-                                            max_pixels=args.max_pixels, **_tiling(args))
-        rows = evaluate_restorer(restorer, dataset, crop, y, save_dir=args.save_images)
+        restorer = _restorer(args)
+        rows = evaluate_restorer(restorer, dataset, crop, y, save_dir=args.save_images, errors=failures)
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    if not rows:
+        print(f"no image could be scored; {len(failures)} failed", file=sys.stderr)
+        return EXIT_FAILED
     summary = summarize(rows, crop_border=crop, y_channel=y)
     print(format_table(rows, summary))
-    print(f"{summary['images']} images, {'Y channel (BT.601)' if y else 'RGB'}, crop border {crop}")
+    print(f"{summary['images']} images, {'Y channel (BT.601)' if y else 'RGB'}, crop border {crop}"
+          + (f"; {len(failures)} failed" if failures else ""))
     write_reports(rows, summary, args.csv, args.json)
-    return 0
+    return EXIT_FAILED if failures else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

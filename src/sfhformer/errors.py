@@ -53,3 +53,10 @@ class TrainingError(SFHformerError, RuntimeError):
     what is kept."""
 
     exit_code = EXIT_FAILED
+
+
+class ModelError(SFHformerError, RuntimeError):
+    """A model computed values that cannot be an image (NaN or Inf): broken weights, or an
+    overflow in reduced precision."""
+
+    exit_code = EXIT_FAILED

@@ -15,29 +15,38 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError, ImageError, NotFoundError, OutputError
-from .io import IMAGE_EXTENSIONS, read_image, write_image
+from .io import IMAGE_EXTENSIONS, is_temporary, read_image, write_image
 from .metrics import psnr, ssim, to_rgb_uint8, to_uint8_array
 from .utils import atomic_path, shorten_list
 
 
 def evaluate_restorer(restorer, dataset, crop_border: int = 0, y_channel: bool = False,
-                      save_dir: str | os.PathLike | None = None, progress: bool = True) -> list[dict[str, Any]]:
+                      save_dir: str | os.PathLike | None = None, progress: bool = True,
+                      errors: list[str] | None = None) -> list[dict[str, Any]]:
     """Per-image PSNR/SSIM of a :class:`~sfhformer.restore.Restorer` over a paired dataset (whole
-    images), and of the degraded inputs for reference. ``save_dir`` keeps the outputs as PNG."""
+    images), and of the degraded inputs for reference. ``save_dir`` keeps the outputs as PNG.
+    With ``errors`` (a list), an image that cannot be read or scored is skipped and its one-line
+    error appended there; without, the error is raised."""
     from tqdm.auto import tqdm
 
     rows = []
     for i in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress):
-        sample = dataset[i]
-        pred = restorer.restore_tensor(sample["lq"][None])
-        row = {"name": sample["name"],
-               "psnr": psnr(pred, sample["gt"], crop_border, y_channel),
-               "ssim": ssim(pred, sample["gt"], crop_border, y_channel),
-               "input_psnr": psnr(sample["lq"], sample["gt"], crop_border, y_channel),
-               "input_ssim": ssim(sample["lq"], sample["gt"], crop_border, y_channel)}
+        try:
+            sample = dataset[i]
+            pred = restorer.restore_tensor(sample["lq"][None])
+            row = {"name": sample["name"],
+                   "psnr": psnr(pred, sample["gt"], crop_border, y_channel),
+                   "ssim": ssim(pred, sample["gt"], crop_border, y_channel),
+                   "input_psnr": psnr(sample["lq"], sample["gt"], crop_border, y_channel),
+                   "input_ssim": ssim(sample["lq"], sample["gt"], crop_border, y_channel)}
+            if save_dir is not None:
+                write_image(Path(save_dir) / f"{sample['name']}.png", to_uint8_array(pred))
+        except (ImageError, ValueError) as e:  # ValueError: too small for SSIM's window or the border crop
+            if errors is None:
+                raise
+            errors.append(str(e) if isinstance(e, ImageError) else f"{dataset.pairs[i][0]}: {e}")
+            continue
         rows.append(row)
-        if save_dir is not None:
-            write_image(Path(save_dir) / f"{sample['name']}.png", to_uint8_array(pred))
     return rows
 
 
@@ -53,7 +62,8 @@ def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> lis
             raise NotFoundError(f"{folder}: no such folder")
 
     def images(folder: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+        return {p.stem: p for p in sorted(folder.iterdir())
+                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not is_temporary(p)}
 
     preds, gts = images(pred_dir), images(gt_dir)
     missing = sorted(set(gts) - set(preds))
@@ -66,21 +76,32 @@ def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> lis
 
 
 def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, crop_border: int = 0,
-                     y_channel: bool = False) -> list[dict[str, Any]]:
-    """Per-image PSNR/SSIM of a folder of restored images against a folder of ground truth."""
+                     y_channel: bool = False, errors: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per-image PSNR/SSIM of a folder of restored images against a folder of ground truth.
+    With ``errors`` (a list), a pair that cannot be read or scored is skipped and its one-line
+    error appended there; without, the error is raised."""
     rows = []
     for pred_path, gt_path in match_folders(pred_dir, gt_dir):
-        pred, gt = read_image(pred_path), read_image(gt_path)
-        a, b = to_rgb_uint8(pred.pixels), to_rgb_uint8(gt.pixels)
-        if a.shape != b.shape:
-            raise ImageError(f"{pred_path}: size {a.shape[1]}x{a.shape[0]} differs from {gt_path} "
-                             f"({b.shape[1]}x{b.shape[0]})")
         try:
-            rows.append({"name": gt_path.stem, "psnr": psnr(a, b, crop_border, y_channel),
-                         "ssim": ssim(a, b, crop_border, y_channel)})
-        except ValueError as e:  # too small for SSIM's window, or for the border crop
-            raise ImageError(f"{pred_path}: {e}") from None
+            rows.append(_score_files(pred_path, gt_path, crop_border, y_channel))
+        except ImageError as e:
+            if errors is None:
+                raise
+            errors.append(str(e))
     return rows
+
+
+def _score_files(pred_path: Path, gt_path: Path, crop_border: int, y_channel: bool) -> dict[str, Any]:
+    pred, gt = read_image(pred_path), read_image(gt_path)
+    a, b = to_rgb_uint8(pred.pixels), to_rgb_uint8(gt.pixels)
+    if a.shape != b.shape:
+        raise ImageError(f"{pred_path}: size {a.shape[1]}x{a.shape[0]} differs from {gt_path} "
+                         f"({b.shape[1]}x{b.shape[0]})")
+    try:
+        return {"name": gt_path.stem, "psnr": psnr(a, b, crop_border, y_channel),
+                "ssim": ssim(a, b, crop_border, y_channel)}
+    except ValueError as e:  # too small for SSIM's window, or for the border crop
+        raise ImageError(f"{pred_path}: {e}") from None
 
 
 def summarize(rows: list[dict[str, Any]], **settings: Any) -> dict[str, Any]:
@@ -110,13 +131,35 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) 
 
 
 def _write_json(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    path.write_text(json.dumps({"summary": summary, "images": rows}, indent=1))
+    """Valid JSON: a PSNR of identical images (infinite) is written as null."""
+    report = _finite_or_null({"summary": summary, "images": rows})
+    identical = [r["name"] for r in rows if any(_infinite(v) for v in r.values())]
+    if identical:
+        report["summary"]["identical_images"] = identical
+    path.write_text(json.dumps(report, indent=1, allow_nan=False))
+
+
+def _infinite(value: Any) -> bool:
+    return isinstance(value, float) and not np.isfinite(value)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return None if _infinite(value) else value
 
 
 def format_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     keys = [k for k in rows[0] if k != "name"]
     width = max(12, *(len(r["name"]) for r in rows))
     lines = [f"{'image':<{width}} " + " ".join(f"{k:>11}" for k in keys)]
-    lines += [f"{r['name']:<{width}} " + " ".join(f"{r[k]:>11.4f}" for k in keys) for r in rows]
-    lines.append(f"{'mean':<{width}} " + " ".join(f"{summary['mean_' + k]:>11.4f}" for k in keys))
+    lines += [f"{r['name']:<{width}} " + " ".join(_cell(r[k]) for k in keys) for r in rows]
+    lines.append(f"{'mean':<{width}} " + " ".join(_cell(summary['mean_' + k], "inf") for k in keys))
     return "\n".join(lines)
+
+
+def _cell(value: float, infinite: str = "identical") -> str:
+    """A table cell; an infinite PSNR means the images are identical."""
+    return f"{infinite:>11}" if _infinite(value) else f"{value:>11.4f}"

@@ -5,7 +5,8 @@ Pillow identifies every file (clear errors, EXIF orientation, palette and graysc
 OpenCV decodes and encodes what Pillow cannot keep at full depth (16-bit colour PNG and
 TIFF). Pixels travel as numpy arrays:
 
-- ``pixels``: (H, W, C) with C = 1 (grayscale) or 3 (RGB), uint8 or uint16;
+- ``pixels``: (H, W, C) with C = 1 (grayscale) or 3 (RGB), uint8 or uint16, or float32 in
+  [0, 1] (float TIFF);
 - ``alpha``: (H, W) of the same dtype, or None; carried through restoration untouched.
 
 Tensors are (C, H, W) float32 in [0, 1] (:func:`to_tensor`, :func:`from_tensor`).
@@ -35,6 +36,7 @@ class Picture:
     pixels: np.ndarray
     alpha: np.ndarray | None
     format: str
+    frames: int = 1  # an animated image's frame count; only the first is decoded
 
     @property
     def grayscale(self) -> bool:
@@ -92,8 +94,9 @@ def _is_deep_colour(im) -> bool:
 
 
 def read_image(path: str | os.PathLike) -> Picture:
-    """Decode an image file: 8/16-bit PNG and TIFF, JPEG (EXIF orientation applied), WebP, BMP,
-    GIF (first frame), PPM/PGM; grayscale, RGB, RGBA, grayscale + alpha, palette.
+    """Decode an image file: 8/16-bit PNG and TIFF, float TIFF, JPEG (EXIF orientation applied),
+    WebP, BMP, GIF (first frame; ``frames`` says how many there are), PPM/PGM; grayscale, RGB,
+    RGBA, grayscale + alpha, palette.
 
     Raises:
         ImageError: missing, empty, truncated, non-image or zero-size files.
@@ -112,6 +115,9 @@ def read_image(path: str | os.PathLike) -> Picture:
             fmt = im.format or "unknown"
             if im.width == 0 or im.height == 0:
                 raise ImageError(f"{path}: zero-size image ({im.width}x{im.height})")
+            if fmt == "TIFF" and im.mode == "F":
+                return Picture(*_read_float_tiff(path), "TIFF")
+            frames = getattr(im, "n_frames", 1)
             deep = _is_deep_colour(im)  # before getexif(), which may load the image and drop its tiles
             orientation = im.getexif().get(0x0112, 1)
             if deep:
@@ -123,10 +129,12 @@ def read_image(path: str | os.PathLike) -> Picture:
             im.load()
             im = ImageOps.exif_transpose(im)
             pixels, alpha = pixels_from_pil(im, path)
-            return Picture(pixels, alpha, fmt)
+            return Picture(pixels, alpha, fmt, frames)
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: refused: {e}") from None
     except UnidentifiedImageError:
+        if _is_tiff(path):  # Pillow reads no colour float TIFF; OpenCV does
+            return Picture(*_read_float_tiff(path), "TIFF")
         size = _png_header_size(path)
         if size is not None and 0 in size:
             raise ImageError(f"{path}: zero-size image ({size[0]}x{size[1]})") from None
@@ -146,6 +154,26 @@ def _png_header_size(path: Path) -> tuple[int, int] | None:
     if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     return None
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*")
+
+
+def _read_float_tiff(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A floating-point TIFF as float32 (H, W, 1|3) and alpha, values as stored (restoration
+    takes them in [0, 1])."""
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None or not np.issubdtype(data.dtype, np.floating):
+        raise ImageError(f"{path}: a TIFF that neither Pillow nor OpenCV can read")
+    data = data.astype(np.float32)
+    if data.ndim == 2:
+        return data[..., None], None
+    rgb = np.ascontiguousarray(data[..., 2::-1])
+    return rgb, (np.ascontiguousarray(data[..., 3]) if data.shape[2] == 4 else None)
 
 
 def _read_deep_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -176,7 +204,7 @@ def pixels_from_pil(im, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             raise ImageError(f"{path}: 32-bit integer image with values outside 0..65535 is not supported")
         return arr.astype(np.uint16)[..., None], None
     if mode == "F":
-        raise ImageError(f"{path}: floating-point images are not supported; convert to 8 or 16 bits")
+        return np.array(im, dtype=np.float32)[..., None], None
     if mode == "L":
         return np.array(im)[..., None], None
     if mode == "LA":
@@ -196,33 +224,63 @@ def output_suffix(input_format: str) -> str:
 
 
 def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray | None = None) -> Path:
-    """Encode ``pixels`` ((H, W, 1|3) or (H, W), uint8/uint16) and ``alpha`` to ``path``,
-    atomically: a temporary file beside it is renamed into place once complete. The format
-    follows the extension (.png, .tif/.tiff, .bmp, .jpg, .webp); 16 bits need PNG or TIFF."""
-    import cv2
-
+    """Encode ``pixels`` ((H, W, 1|3) or (H, W); uint8, uint16, or float32 for TIFF) and
+    ``alpha`` to ``path``, atomically: a temporary file beside it is renamed into place once
+    complete. The format follows the extension (.png, .tif/.tiff, .bmp, .jpg, .webp); 16 bits
+    need PNG or TIFF, floats TIFF. 8-bit grayscale + alpha stays grayscale + alpha (16-bit
+    becomes RGBA: neither encoder writes 16-bit grayscale + alpha)."""
     from .utils import atomic_path
 
     path = Path(path)
     suffix = path.suffix.lower()
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+    tiff = suffix in (".tif", ".tiff")
+    if pixels.dtype not in (np.uint8, np.uint16, np.float32) or pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ImageError(f"{path}: cannot write pixels of shape {pixels.shape} and dtype {pixels.dtype}")
     if pixels.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
         raise ImageError(f"{path}: 16-bit images can be written as PNG or TIFF only")
-    data = pixels[..., ::-1] if pixels.shape[2] == 3 else pixels  # OpenCV wants BGR
-    if alpha is not None:
-        colour = data if data.shape[2] == 3 else np.repeat(data, 3, axis=2)  # OpenCV: no gray+alpha
-        data = np.concatenate([colour, alpha[..., None].astype(pixels.dtype)], axis=2)
-    data = np.ascontiguousarray(data[..., 0] if data.shape[2] == 1 else data)
+    if pixels.dtype == np.float32 and not tiff:
+        raise ImageError(f"{path}: floating-point images can be written as TIFF only")
+    data = _encode(pixels, alpha, suffix, path)
     try:
         with atomic_path(path, suffix=suffix) as tmp:
-            if not cv2.imwrite(str(tmp), data):
-                raise ImageError(f"{path}: could not encode the image as {suffix or 'an unknown format'}")
+            tmp.write_bytes(data)
     except OSError as e:
         raise ImageError(f"{path}: cannot be written ({e.strerror or e})") from None
     return path
+
+
+def _encode(pixels: np.ndarray, alpha: np.ndarray | None, suffix: str, path: Path) -> bytes:
+    """The encoded file's bytes (encoding in memory: a failure to write is then an OSError)."""
+    import cv2
+
+    if alpha is not None and pixels.shape[2] == 1 and pixels.dtype == np.uint8 and suffix in (".png", ".tif", ".tiff"):
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(np.dstack([pixels[..., 0], alpha.astype(np.uint8)]), "LA").save(
+            buffer, format="PNG" if suffix == ".png" else "TIFF")
+        return buffer.getvalue()
+    data = pixels[..., ::-1] if pixels.shape[2] == 3 else pixels  # OpenCV wants BGR
+    if alpha is not None:
+        colour = data if data.shape[2] == 3 else np.repeat(data, 3, axis=2)
+        data = np.concatenate([colour, alpha[..., None].astype(pixels.dtype)], axis=2)
+    data = np.ascontiguousarray(data[..., 0] if data.shape[2] == 1 else data)
+    try:
+        ok, encoded = cv2.imencode(suffix, data)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ImageError(f"{path}: could not encode the image as {suffix or 'an unknown format'}")
+    return encoded.tobytes()
+
+
+def is_temporary(path: Path) -> bool:
+    """A half-written output that an interrupted process left (:func:`~sfhformer.utils.atomic_path`)."""
+    return path.name.startswith(".") and ".tmp-" in path.name
 
 
 def list_images(inputs: list[str]) -> tuple[list[Path], list[str]]:
@@ -238,14 +296,15 @@ def list_images(inputs: list[str]) -> tuple[list[Path], list[str]]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                            and not is_temporary(p))
             if not images:
                 errors.append(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
             found += images
         elif path.exists():
             found.append(path)
         elif glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file() and not is_temporary(Path(p)))
             if not matches:
                 errors.append(f"{item}: pattern matches no file")
             found += matches

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, ImageError, ModelError
 from .io import Picture, from_tensor, read_image, to_tensor
 from .models import SFHformer, load
 from .utils import keep_freed_memory as _keep_freed_memory
@@ -29,6 +30,8 @@ from .utils import release_freed_memory
 # within 3 GB (704x704 measured 2.8-3.1 GB).
 DEFAULT_MAX_PIXELS = 640 * 640
 DEFAULT_TILE_OVERLAP = 64
+MIN_MAX_PIXELS = 64 * 64
+MAX_TILES = 10_000  # per image; beyond it a plan is refused as a mistake (hours of work)
 
 Tensor = torch.Tensor
 
@@ -44,6 +47,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
     return device
+
+
+def check_range(x: Tensor, what: str, tolerance: float = 1e-3) -> None:
+    """Refuse a float image outside [0, 1] (beyond ``tolerance``, left by resampling) or with
+    NaN/Inf: the network would clamp it to garbage silently."""
+    if not x.is_floating_point():
+        raise ImageError(f"{what}: dtype {x.dtype}; expected float in [0, 1]")
+    if not torch.isfinite(x).all():
+        raise ImageError(f"{what}: holds NaN or Inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -tolerance or hi > 1 + tolerance:
+        hint = " (divide by 255)" if hi <= 255 else " (divide by 65535)" if hi <= 65535 else ""
+        raise ImageError(f"{what}: {str(x.dtype).removeprefix('torch.')} values in [{lo:.4g}, {hi:.4g}]; "
+                         f"expected [0, 1]{hint}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,9 +153,12 @@ class Restorer:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... .
         half: float16 autocast (CUDA only; ignored with a warning elsewhere).
         tile: tile side; ``None`` tiles automatically only above ``max_pixels``.
-        tile_overlap: pixels shared by neighbouring tiles.
-        max_pixels: the largest image run in one pass when ``tile`` is None
-            (default :data:`DEFAULT_MAX_PIXELS`).
+        tile_overlap: pixels shared by neighbouring tiles, at most half the tile; ``None``:
+            ``default_tile_overlap`` (a bundled model's own), clamped to half the tile with a
+            warning.
+        max_pixels: the largest image run in one pass when ``tile`` is None (default
+            :data:`DEFAULT_MAX_PIXELS`, at least 64x64); larger images are tiled in squares of
+            that area.
         ensemble: average the 8 flips/rotations (8x slower, usually a little better).
         progress: show a progress bar over the tiles of large images.
         keep_freed_memory: on a CPU, let the process reuse freed memory
@@ -149,23 +169,34 @@ class Restorer:
     """
 
     def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
-                 tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 tile: int | None = None, tile_overlap: int | None = None,
                  max_pixels: int | None = None, ensemble: bool = False, progress: bool = False,
-                 keep_freed_memory: bool = False) -> None:
+                 keep_freed_memory: bool = False, default_tile_overlap: int = DEFAULT_TILE_OVERLAP) -> None:
         self.device = resolve_device(device)
-        if keep_freed_memory and self.device.type == "cpu":
-            _keep_freed_memory()
         if tile is not None and tile < 16:
             raise ConfigError(f"tile must be at least 16 pixels, got {tile}")
-        if tile_overlap < 0 or (tile is not None and tile_overlap >= tile):
-            raise ConfigError(f"tile overlap must be in [0, tile), got {tile_overlap} for tile {tile}")
+        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        if self.max_pixels < MIN_MAX_PIXELS:
+            raise ConfigError(f"max_pixels must be at least {MIN_MAX_PIXELS} (64x64): smaller tiles give the "
+                              f"network too little context; got {self.max_pixels}")
+        self.tile = tile
+        side = tile if tile is not None else self.automatic_tile
+        source = f"the {side} px tile" + ("" if tile is not None else " that max_pixels gives")
+        if tile_overlap is None:
+            tile_overlap = min(default_tile_overlap, side // 2)
+            if tile_overlap < default_tile_overlap:
+                warnings.warn(f"tile overlap {tile_overlap} px: the default {default_tile_overlap} px is more than "
+                              f"half {source}", stacklevel=2)
+        elif not 0 <= tile_overlap <= side // 2:
+            raise ConfigError(f"tile overlap must be in [0, {side // 2}], at most half {source}; got {tile_overlap}")
+        self.tile_overlap = tile_overlap
+        if keep_freed_memory and self.device.type == "cpu":
+            _keep_freed_memory()
         if half and self.device.type != "cuda":
-            import warnings
             warnings.warn("half precision is for CUDA devices; running in float32", stacklevel=2)
             half = False
         self.model = model.to(self.device).eval()
-        self.half, self.tile, self.tile_overlap = half, tile, tile_overlap
-        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        self.half = half
         self.ensemble, self.progress = ensemble, progress
 
     @classmethod
@@ -180,8 +211,9 @@ class Restorer:
 
         model = load(weights, preset, **(overrides or {})).fuse()
         bundled = bundled_model(weights)
-        if bundled is not None and "tile" not in kwargs:
-            kwargs.update(tile=bundled.tile, tile_overlap=kwargs.get("tile_overlap", bundled.tile_overlap))
+        if bundled is not None:
+            kwargs.setdefault("tile", bundled.tile)
+            kwargs.setdefault("default_tile_overlap", bundled.tile_overlap)
         return cls(model, device=device, **kwargs)
 
     # -- tensors ---------------------------------------------------------------------------
@@ -192,7 +224,12 @@ class Restorer:
             return self.tile if max(h, w) > self.tile else None
         if h * w <= self.max_pixels:
             return None
-        return max(16, int(math.sqrt(self.max_pixels)) // 8 * 8)
+        return self.automatic_tile
+
+    @property
+    def automatic_tile(self) -> int:
+        """The side of the squares that images above ``max_pixels`` are cut into."""
+        return int(math.sqrt(self.max_pixels)) // 8 * 8
 
     def _forward(self, x: Tensor) -> Tensor:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
@@ -200,9 +237,17 @@ class Restorer:
 
     @torch.inference_mode()
     def restore_tensor(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) float in [0, 1] -> (B, 3, H, W) float32 in [0, 1] (clamped), on x's device."""
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, H, W) float32 in [0, 1] (clamped), on x's device.
+
+        Raises:
+            ImageError: another shape or dtype, values outside [0, 1], NaN or Inf.
+            ModelError: the model's output holds NaN or Inf (broken weights, float16 overflow).
+        """
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+            raise ImageError(f"input tensor: expected shape (B, 3, H, W), got {tuple(x.shape)}")
+        if x.shape[-1] == 0 or x.shape[-2] == 0:
+            raise ImageError(f"input tensor: zero-size image ({x.shape[-1]}x{x.shape[-2]})")
+        check_range(x, "input tensor")
         src_device = x.device
         x = x.to(self.device, torch.float32)
         tile = self.tile_size(*x.shape[-2:])
@@ -210,6 +255,11 @@ class Restorer:
         if tile is None:
             fn = self._forward
         else:
+            tiles = count_tiles(*x.shape[-2:], tile, self.tile_overlap)
+            if tiles > MAX_TILES:
+                raise ConfigError(f"a {x.shape[-1]}x{x.shape[-2]} image would take {tiles} tiles of {tile} px "
+                                  f"(overlap {self.tile_overlap}), each a whole pass of the network; "
+                                  f"use larger tiles (--tile, --max-pixels)")
             if self.progress:
                 from tqdm.auto import tqdm
                 total = count_tiles(*x.shape[-2:], tile, self.tile_overlap) * (8 if self.ensemble else 1)
@@ -227,19 +277,30 @@ class Restorer:
         finally:
             if bar is not None:
                 bar.close()
+        if not torch.isfinite(y).all():
+            raise ModelError("the model's output holds NaN or Inf: its weights are broken (a diverged training run?)"
+                             + (" or float16 overflowed (try without half precision)" if self.half else ""))
         return y.clamp_(0, 1).to(src_device)
 
     # -- arrays and images -----------------------------------------------------------------
 
     def restore_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """(H, W, 1|3) uint8/uint16/float array -> same shape and dtype, rounded and clamped.
+        """(H, W, 1|3) array -> same shape and dtype: uint8 (0..255), uint16 (0..65535) or float
+        (in [0, 1]); integers come back rounded and clamped, floats clamped to [0, 1].
 
         Grayscale goes through the 3-channel model and comes back as the mean of its channels.
-        Float arrays are taken to be in [0, 1].
+
+        Raises:
+            ImageError: another dtype, floats outside [0, 1], NaN or Inf, zero size.
         """
         if pixels.shape[0] == 0 or pixels.shape[1] == 0:
-            raise ValueError(f"zero-size image ({pixels.shape[1]}x{pixels.shape[0]})")
+            raise ImageError(f"input array: zero-size image ({pixels.shape[1]}x{pixels.shape[0]})")
+        if pixels.dtype not in (np.uint8, np.uint16) and not np.issubdtype(pixels.dtype, np.floating):
+            raise ImageError(f"input array: dtype {pixels.dtype} is not uint8, uint16 or float in [0, 1]; "
+                             f"convert it first (e.g. arr.astype(np.uint8) if it holds 0..255)")
         x = to_tensor(pixels)[None]
+        if np.issubdtype(pixels.dtype, np.floating):
+            check_range(x, "input array")
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         y = self.restore_tensor(x)[0]
@@ -257,16 +318,17 @@ class Restorer:
         - path (str or Path): the decoded file, restored, as a numpy array in the file's
           bit depth: (H, W) grayscale, (H, W, 3) RGB, or with alpha (H, W, 2) / (H, W, 4);
         - PIL image: a PIL image of the same mode (palette images come back as RGB/RGBA);
-        - numpy: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8/uint16/float in [0, 1];
-        - tensor: (3, H, W) or (B, 3, H, W) float in [0, 1], on any device.
+        - numpy: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8, uint16 or float in [0, 1];
+        - tensor: (3, H, W) or (B, 3, H, W), float in [0, 1] or uint8, on any device.
+
+        Nothing else is guessed: other dtypes, floats outside [0, 1] (0..255 floats, say) and
+        NaN or Inf raise :class:`~sfhformer.errors.ImageError` naming dtype and range.
         """
         if isinstance(image, (str, os.PathLike)):
             pic = self.restore_picture(read_image(Path(image)))
             return _join_alpha(pic.pixels, pic.alpha)
         if isinstance(image, torch.Tensor):
-            if image.ndim == 3:
-                return self.restore_tensor(image[None])[0].to(image.dtype)
-            return self.restore_tensor(image).to(image.dtype)
+            return self._restore_torch(image)
         if isinstance(image, np.ndarray):
             return self._restore_numpy(image)
         try:
@@ -277,11 +339,22 @@ class Restorer:
             return self._restore_pil(image)
         raise TypeError(f"cannot restore a {type(image).__name__}; pass a path, PIL image, numpy array or tensor")
 
+    def _restore_torch(self, t: Tensor) -> Tensor:
+        batch = t if t.ndim == 4 else t[None]
+        if t.dtype == torch.uint8:  # unambiguous: 0..255, and back to uint8, rounded
+            y = self.restore_tensor(batch.float() / 255)
+            y = (y * 255).round_().to(torch.uint8)
+        elif t.is_floating_point():
+            y = self.restore_tensor(batch).to(t.dtype)
+        else:
+            raise ImageError(f"input tensor: dtype {t.dtype} is not float in [0, 1] or uint8")
+        return y if t.ndim == 4 else y[0]
+
     def _restore_numpy(self, arr: np.ndarray) -> np.ndarray:
         if arr.ndim == 2:
             return self.restore_pixels(arr[..., None])[..., 0]
         if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-            raise ValueError(f"expected an (H, W) or (H, W, C) array with C in 1..4, got shape {arr.shape}")
+            raise ImageError(f"input array: expected shape (H, W) or (H, W, C) with C in 1..4, got {arr.shape}")
         if arr.shape[2] in (2, 4):  # colour + alpha: alpha untouched
             return _join_alpha(self.restore_pixels(arr[..., :-1]), arr[..., -1])
         return self.restore_pixels(arr)

@@ -22,6 +22,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would create it (some writers use 0600)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -47,6 +48,19 @@ def pad_bottom_right(x, height: int, width: int):
     batched = x if x.ndim == 4 else x[None]
     out = F.pad(batched, (0, pw, 0, ph), mode=mode)
     return out if x.ndim == 4 else out[0]
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask can only set it, and a library must
+    not change the process even for a moment)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 _KEEPING_FREED_MEMORY = False

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError, ImageError, NotFoundError
-from ..io import IMAGE_EXTENSIONS, read_image, rgb_pixels, to_tensor
+from ..io import IMAGE_EXTENSIONS, is_temporary, read_image, rgb_pixels, to_tensor
 from ..utils import pad_bottom_right, shorten_list
 from .degradations import Compose
 
@@ -122,7 +122,8 @@ def _first_dir(root: Path, candidates: tuple[str, ...], what: str, layout: str) 
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_temporary(p))
 
 
 def find_pairs(degraded_dir: Path, clean_dir: Path, layout: Layout, name: str = "") -> list[tuple[Path, Path]]:

@@ -55,7 +55,7 @@ def photograph_path(name: str) -> Path:
     folder = _data_dir(package)
     if folder is None or not (folder / file).is_file():
         raise NotFoundError(f"sample photograph {name!r} needs the {PIP_NAMES[package]} package "
-                            f"(pip install {PIP_NAMES[package]})")
+                            f"(pip install {PIP_NAMES[package]}, or the sfhformer[samples] extra)")
     return folder / file
 
 

@@ -134,14 +134,29 @@ def _fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path
     raise CheckpointError(f"{path}: does not fit {what}: " + "; ".join(parts))
 
 
+def nonfinite_tensors(tensors: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in a (possibly nested) mapping that hold NaN or Inf."""
+    found = []
+    for name, value in tensors.items():
+        if isinstance(value, dict):
+            found += [f"{name}.{inner}" for inner in nonfinite_tensors(value)]
+        elif isinstance(value, (list, tuple)):
+            found += [f"{name}.{inner}" for inner in nonfinite_tensors(dict(enumerate(value)))]
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            found.append(str(name))
+    return found
+
+
 def load(weights: str | os.PathLike, preset: str | None = None, *, device: str | torch.device = "cpu",
-         **overrides: Any) -> SFHformer:
+         allow_nonfinite: bool = False, **overrides: Any) -> SFHformer:
     """A ready model (eval mode, on ``device``) from an authors' checkpoint, one of our files or
     a bundled model's name (``"denoise"``; a path that exists wins over a bundled name).
 
     The architecture comes from ``preset`` when given, else from the file: the stored config
     of our files, or the keys and shapes of the authors'. ``overrides`` set config fields,
     e.g. ``fourier_bn=False`` for an ITS-style dehazing checkpoint of a non-preset size.
+    Weights with NaN or Inf (a diverged training run) are refused unless ``allow_nonfinite``
+    (for forensics).
 
     Raises:
         NotFoundError: neither an existing path nor a bundled model name.
@@ -151,6 +166,10 @@ def load(weights: str | os.PathLike, preset: str | None = None, *, device: str |
 
     path = resolve_weights(weights)
     state, stored = read_checkpoint(path)
+    bad = [] if allow_nonfinite else nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(f"{path}: holds NaN or Inf in {len(bad)} tensor(s) ({shorten_list(bad, 4)}), as a "
+                              f"diverged training run leaves them; refusing it (allow_nonfinite=True loads it anyway)")
     ours = _has_our_names(state)
     try:
         if preset is not None:
@@ -192,6 +211,10 @@ def save(model: SFHformer, path: str | os.PathLike, metadata: dict[str, str] | N
         raise ConfigError(f"{path}: a fused model cannot be saved (its BatchNorms are folded away); save it "
                          f"before fuse()")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        raise CheckpointError(f"{path}: refusing to save weights with NaN or Inf in {len(bad)} tensor(s) "
+                              f"({shorten_list(bad, 4)})")
     meta = {"format": FORMAT_NAME, "config": json.dumps(model.config.to_dict()), **(metadata or {})}
     try:
         with atomic_path(path) as tmp:

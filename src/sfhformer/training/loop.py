@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import ConfigError, TrainingError
 from ..metrics import psnr, ssim
 from ..models import SFHformer, create_model
+from ..utils import shorten_list
 from .config import DatasetConfig, RunConfig
 from .distributed import EpochBatchSampler, Processes, use_global_batchnorm
 from .loss import restoration_loss
@@ -86,11 +87,12 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
                         result = validate(state.weights, val_set, procs.device, cfg.val.crop_border,
                                           cfg.val.y_channel, cfg.val.max_images)
                         log.validation(step, result)
-                        if result["psnr"] > state.best_psnr:
+                        if result["psnr"] > state.best_psnr and not state.nonfinite():
                             state.best_psnr = result["psnr"]
                             log.checkpoint(state, "best")
                     procs.barrier()
                 if saving:
+                    check_state(state, procs, log.last_good())  # never replace a good checkpoint by a bad one
                     log.checkpoint(state, "last")
                     procs.barrier()
                 if last:
@@ -138,14 +140,54 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
     state = TrainState(model, optimizer, scheduler, scaler, ema)
     if resuming:
         checkpoint = torch.load(path, map_location=procs.device, weights_only=True)
+        changed = changes_on_resume(checkpoint.get("train_config") or {}, cfg, path)
         try:
             state.load_state_dict(checkpoint)
         except RuntimeError:
             raise TrainingError(f"{path}: cannot resume, it holds a different model; set resume=false or "
                                 f"choose another out_dir") from None
+        if changed:
+            state.apply_schedule(tc.lr if "train.lr" in changed else None, tc.steps, tc.min_lr, tc.weight_decay,
+                                 tc.betas, reschedule=bool({"train.lr", "train.min_lr", "train.steps"} & set(changed)))
         if procs.main:
-            print(f"resumed from {path} at step {state.step}")
+            print(f"resumed from {path} at step {state.step}"
+                  + "".join(f"; {key} {old} -> {new}" for key, (old, new) in changed.items()))
     return state
+
+
+# What a resumed run may change and what would make it another experiment.
+APPLIED_ON_RESUME = ("train.lr", "train.min_lr", "train.steps", "train.weight_decay", "train.betas")
+REFUSED_ON_RESUME = ("train.batch_size", "train.seed", "model", "data")
+
+
+def changes_on_resume(saved: dict[str, Any], cfg: RunConfig, path: Path) -> dict[str, tuple[Any, Any]]:
+    """The schedule keys that differ from the run's checkpoint ({key: (old, new)}), which the
+    resumed run applies. Raises :class:`ConfigError` for a change that would make it a different
+    experiment. A checkpoint without its config (older files) changes nothing."""
+    if not saved:
+        return {}
+    now = cfg.to_dict()
+
+    def value(tree: dict[str, Any], dotted: str) -> Any:
+        for part in dotted.split("."):
+            tree = (tree or {}).get(part)
+        return _without_nones(tree)
+
+    for key in REFUSED_ON_RESUME:
+        if value(saved, key) != value(now, key):
+            raise ConfigError(f"{path}: cannot resume with a different {key} (was {value(saved, key)}, now "
+                              f"{value(now, key)}): that is another experiment; start it fresh with resume=false "
+                              f"and another out_dir")
+    return {key: (value(saved, key), value(now, key)) for key in APPLIED_ON_RESUME
+            if value(saved, key) != value(now, key)}
+
+
+def _without_nones(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nones(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_nones(v) for v in value]
+    return value
 
 
 def make_dataset(spec: DatasetConfig, seed: int, validation: bool = False):
@@ -219,6 +261,17 @@ class LossHealth:
             raise TrainingError(f"loss became {value} at step {int(self.first_bad) if seen_here else step}; "
                                 f"stopped. {last_good}; lower train.lr or set train.grad_clip, then resume")
         return mean_loss
+
+
+def check_state(state: TrainState, procs: Processes, last_good: str) -> None:
+    """Raise :class:`TrainingError` when any process's state holds NaN or Inf (all processes
+    decide together, so none waits for a checkpoint that will not come)."""
+    bad = state.nonfinite()
+    if procs.sum(torch.tensor([float(bool(bad))], device=procs.device)).item():
+        where = f" ({shorten_list(bad, 3)})" if bad else ""
+        raise TrainingError(f"step {state.step}: the weights or optimiser state hold NaN or Inf{where} although the "
+                            f"loss was finite; stopped without writing them. {last_good}; lower train.lr or set "
+                            f"train.grad_clip, then resume")
 
 
 @torch.no_grad()

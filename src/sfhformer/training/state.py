@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import OutputError, TrainingError
+from ..errors import ConfigError, OutputError, TrainingError
 from ..models import SFHformer, load, save
+from ..models.checkpoint import nonfinite_tensors
 from ..utils import atomic_path
 
 
@@ -59,10 +60,35 @@ class TrainState:
         self.step, self.best_psnr = state["step"], state["best_psnr"]
         self._pending_rng = state["rng"]
 
+    def apply_schedule(self, lr: float | None, steps: int, min_lr: float, weight_decay: float,
+                       betas: tuple[float, float], reschedule: bool) -> None:
+        """Continue with changed optimiser settings: the new weight decay and betas and, when
+        ``reschedule``, a cosine from ``lr`` (None: the rate reached so far) at the current
+        step down to ``min_lr`` at ``steps``. A resumed run that extends its steps thus keeps
+        decaying instead of climbing back up the old cosine."""
+        for group in self.optimizer.param_groups:
+            group.update(weight_decay=weight_decay, betas=tuple(betas))
+        if not reschedule:
+            return
+        if steps <= self.step:
+            raise ConfigError(f"train.steps {steps}: the run is already at step {self.step}")
+        start = self.scheduler.get_last_lr()[0] if lr is None else lr
+        for group in self.optimizer.param_groups:
+            group.update(lr=start, initial_lr=start)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps - self.step,
+                                                                    eta_min=min_lr)
+
     def restore_rng(self) -> None:
         if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
+
+    def nonfinite(self) -> list[str]:
+        """Names of the saved tensors (weights, BatchNorm statistics, EMA, optimiser moments)
+        that hold NaN or Inf: a run that diverged without its loss showing it."""
+        return nonfinite_tensors({"model": self.model.state_dict(),
+                                  "ema": self.ema.state_dict() if self.ema is not None else {},
+                                  "optimizer": self.optimizer.state_dict()["state"]})
 
     def save(self, folder: Path, name: str, run_config: dict[str, Any], run_name: str) -> None:
         """``<name>.pt`` (everything, to resume) and, for our models, ``<name>.safetensors``
