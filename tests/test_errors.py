@@ -129,3 +129,15 @@ def test_api_errors_name_what_was_wrong():
     with pytest.raises(errors.NotFoundError, match="no_such: no such weights file, nor a bundled model name"):
         sfhformer.load("no_such")
     assert np.isfinite(sfhformer.load("denoise").head[0].weight.detach().numpy()).all()
+
+
+def test_interrupted_training_says_how_to_resume_and_exits_130(capsys, config, monkeypatch):
+    import sfhformer.training
+
+    def interrupted(cfg, model=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sfhformer.training, "train", interrupted)
+    assert main(["train", config]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted;" in err and "checkpoints/last.pt (when written) resumes it" in err
