@@ -161,6 +161,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import load_config, train
 
     cfg = load_config(args.config, args.overrides)
+    if args.dry_run:  # every key with its final value; nothing is read or written
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
     try:
         summary = train(cfg)
     except KeyboardInterrupt:
@@ -342,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="e.g. train.steps=1000 train.lr=5e-4 (values in YAML)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved configuration as JSON and exit, touching no data")
     p.set_defaults(func=cmd_train)
 
     p = command("eval", "PSNR/SSIM of a model on paired data, or of restored folders",

@@ -26,9 +26,10 @@ def make_block(config: SFHformerConfig, dim: int) -> Block:
 
 
 @contextlib.contextmanager
-def _frozen_batchnorm_stats(module: nn.Module):
-    """While recomputing a checkpointed block, keep its BatchNorms' running statistics and
-    counters as the first forward left them (they would otherwise be updated twice)."""
+def frozen_batchnorm_stats(module: nn.Module):
+    """Keep the BatchNorms' running statistics and counters of ``module`` as they are while in
+    this context: a checkpointed block's recomputation must not update them a second time, nor
+    the later chunks of a batch run as DataParallel would run them."""
     saved = [(bn, bn.momentum, bn.num_batches_tracked.clone()) for bn in module.modules()
              if isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats]
     for bn, _, _ in saved:
@@ -42,7 +43,7 @@ def _frozen_batchnorm_stats(module: nn.Module):
 
 
 def _recompute_contexts(block: nn.Module):
-    return contextlib.nullcontext(), _frozen_batchnorm_stats(block)
+    return contextlib.nullcontext(), frozen_batchnorm_stats(block)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:

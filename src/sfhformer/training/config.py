@@ -26,11 +26,14 @@ class TrainConfig:
     """Optimisation. The defaults are the ones this package has always used (see
     ``docs/training.md``); the authors' per-task recipes set every value explicitly."""
 
-    steps: int = 300_000
+    steps: int | None = None  # optimiser steps; default 300,000 unless epochs is set
+    epochs: int | None = None  # when set, steps = epochs x (dataset size // batch_size)
     batch_size: int = 8  # the global batch, split across processes
     lr: float = 1e-3
     weight_decay: float = 1e-3
     min_lr: float = 1e-6  # the cosine schedule's floor
+    schedule: Literal["cosine", "constant"] = "cosine"
+    schedule_every: Literal["step", "epoch"] = "step"  # epoch: the rate changes once per epoch
     betas: tuple[float, float] = (0.9, 0.999)
     fft_loss_weight: float = 0.1
     grad_clip: float = 0.0  # 0: off
@@ -40,12 +43,15 @@ class TrainConfig:
     num_workers: int = 2
     device: str = "auto"
     sync_bn: bool = True  # BatchNorm statistics over the global batch when several processes run
+    bn_chunks: int = 1  # > 1: statistics over each of this many chunks of a batch, as nn.DataParallel computes them
     checkpoint_activations: bool = False
     stop_at_step: int | None = None  # end early (a resumable checkpoint is written)
     init_from: str | None = None  # weights to start from: a run's .pt (its EMA when kept) or a weights file
 
     def __post_init__(self) -> None:
-        _at_least(self, "train", steps=1, batch_size=1, num_workers=0)
+        if self.steps is None and self.epochs is None:
+            self.steps = 300_000
+        _at_least(self, "train", steps=1, epochs=1, batch_size=1, num_workers=0, bn_chunks=1)
         _at_least(self, "train", lr=0.0, min_lr=0.0, weight_decay=0.0, grad_clip=0.0, fft_loss_weight=0.0)
         if not 0 <= self.ema < 1:
             raise ConfigError(f"train.ema: expected a decay in [0, 1), got {self.ema}")
@@ -333,7 +339,7 @@ def _join(path: str, key: str) -> str:
 def _at_least(obj: Any, section: str, **minimums: float) -> None:
     for name, low in minimums.items():
         value = getattr(obj, name)
-        if value < low:
+        if value is not None and value < low:
             raise ConfigError(f"{section}.{name}: expected at least {low}, got {value}")
 
 

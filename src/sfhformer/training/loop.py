@@ -26,10 +26,12 @@ from torch import nn
 from ..errors import ConfigError, TrainingError
 from ..metrics import psnr, ssim
 from ..models import SFHformer, create_model
+from ..models.network import frozen_batchnorm_stats
 from ..utils import shorten_list
-from .config import DatasetConfig, RunConfig
+from .config import DatasetConfig, RunConfig, TrainConfig
 from .distributed import EpochBatchSampler, Processes, use_global_batchnorm
 from .loss import restoration_loss
+from .schedule import make_scheduler
 from .state import TrainState, ema_update_fn, initial_weights
 
 
@@ -40,12 +42,14 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
     network (peer comparisons train NAFNet this way); only SFHformers are also saved as
     safetensors. Returns a summary: final step, last loss, best validation PSNR, weights path.
     """
-    tc = cfg.train
-    procs = Processes.start(tc.device)
+    procs = Processes.start(cfg.train.device)
     try:
-        state = build_state(cfg, procs, model)
+        dataset = make_dataset(cfg.data.train, cfg.train.seed)
+        cfg, steps_per_epoch = with_steps(cfg, len(dataset))
+        tc = cfg.train
+        state = build_state(cfg, procs, model, steps_per_epoch)
         net = procs.wrap(state.model)
-        batches = iter(build_loader(cfg, procs, state.step))
+        batches = iter(build_loader(dataset, tc, procs, state.step))
         val_set = make_dataset(cfg.data.val, tc.seed, validation=True) if cfg.data.val else None
         amp = autocast_dtype(tc.amp, procs.device)
         log = RunLog(cfg, procs.main, state.step)
@@ -57,7 +61,7 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
                 batch = next(batches)
                 lq, gt = batch["lq"].to(procs.device, non_blocking=True), batch["gt"].to(procs.device, non_blocking=True)
                 with torch.autocast(procs.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    pred = net(lq)
+                    pred = net(lq) if tc.bn_chunks == 1 else forward_in_chunks(net, lq, tc.bn_chunks)
                 loss = restoration_loss(pred.float(), gt, tc.fft_loss_weight)
                 health.watch(loss, state.step + 1)  # on the device: no wait here
                 state.optimizer.zero_grad(set_to_none=True)
@@ -109,7 +113,18 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
 # Building the run
 # ---------------------------------------------------------------------------------------------
 
-def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None) -> TrainState:
+def with_steps(cfg: RunConfig, dataset_size: int) -> tuple[RunConfig, int]:
+    """``cfg`` with ``train.steps`` resolved (from ``train.epochs`` when given), and the steps
+    of one epoch (whole global batches; the remainder is dropped)."""
+    tc = cfg.train
+    steps_per_epoch = max(dataset_size // tc.batch_size, 1)
+    if tc.epochs is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, steps=tc.epochs * steps_per_epoch))
+    return cfg, steps_per_epoch
+
+
+def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None,
+                steps_per_epoch: int = 1) -> TrainState:
     """Model, optimiser, schedule, scaler and EMA, resumed from the run's checkpoint when there
     is one (``cfg.resume``), else starting from ``train.init_from`` when given."""
     from torch.optim.swa_utils import AveragedModel
@@ -134,7 +149,8 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
     if procs.world > 1 and tc.sync_bn:  # before the optimiser takes the parameters
         use_global_batchnorm(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.steps, eta_min=tc.min_lr)
+    per_epoch = steps_per_epoch if tc.schedule_every == "epoch" else 0
+    scheduler = make_scheduler(optimizer, tc.schedule, tc.lr, tc.min_lr, tc.steps, per_epoch)
     ema = AveragedModel(model, multi_avg_fn=ema_update_fn(tc.ema), use_buffers=True) if tc.ema else None
     scaler = torch.amp.GradScaler(procs.device.type, enabled=autocast_dtype(tc.amp, procs.device) == torch.float16)
     state = TrainState(model, optimizer, scheduler, scaler, ema)
@@ -148,7 +164,8 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
                                 f"choose another out_dir") from None
         if changed:
             state.apply_schedule(tc.lr if "train.lr" in changed else None, tc.steps, tc.min_lr, tc.weight_decay,
-                                 tc.betas, reschedule=bool({"train.lr", "train.min_lr", "train.steps"} & set(changed)))
+                                 tc.betas, reschedule=bool(RESCHEDULING & set(changed)),
+                                 kind=tc.schedule, steps_per_epoch=per_epoch)
         if procs.main:
             print(f"resumed from {path} at step {state.step}"
                   + "".join(f"; {key} {old} -> {new}" for key, (old, new) in changed.items()))
@@ -156,7 +173,9 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
 
 
 # What a resumed run may change and what would make it another experiment.
-APPLIED_ON_RESUME = ("train.lr", "train.min_lr", "train.steps", "train.weight_decay", "train.betas")
+APPLIED_ON_RESUME = ("train.lr", "train.min_lr", "train.steps", "train.schedule", "train.schedule_every",
+                     "train.weight_decay", "train.betas")
+RESCHEDULING = {"train.lr", "train.min_lr", "train.steps", "train.schedule", "train.schedule_every"}
 REFUSED_ON_RESUME = ("train.batch_size", "train.seed", "model", "data")
 
 
@@ -201,18 +220,29 @@ def make_dataset(spec: DatasetConfig, seed: int, validation: bool = False):
     return from_spec(fields, seed=seed)
 
 
-def build_loader(cfg: RunConfig, procs: Processes, start_step: int):
+def build_loader(dataset, tc: TrainConfig, procs: Processes, start_step: int):
     """Endless batches from ``start_step`` on, this process's share of each global batch."""
     from torch.utils.data import DataLoader
 
-    tc = cfg.train
-    dataset = make_dataset(cfg.data.train, tc.seed)
     sampler = EpochBatchSampler(len(dataset), tc.batch_size, tc.seed, procs.rank, procs.world, start_step)
     # Its own generator: iter(loader) draws the workers' base seed from it, which would
     # otherwise consume the global RNG that a resumed run restores.
     return DataLoader(
         dataset, batch_sampler=sampler, num_workers=tc.num_workers, pin_memory=procs.device.type == "cuda",
         persistent_workers=tc.num_workers > 0, generator=torch.Generator().manual_seed(tc.seed))
+
+
+def forward_in_chunks(net: nn.Module, x: torch.Tensor, chunks: int) -> torch.Tensor:
+    """``net`` over equal chunks of the batch, as ``nn.DataParallel`` on ``chunks`` GPUs runs it:
+    BatchNorm statistics over each chunk, the running statistics updated by the first chunk only
+    (DataParallel keeps the first replica's buffers)."""
+    if x.shape[0] % chunks:
+        raise ConfigError(f"train.bn_chunks {chunks} must divide this process's batch of {x.shape[0]}")
+    parts = x.chunk(chunks)
+    outputs = [net(parts[0])]
+    with frozen_batchnorm_stats(net):
+        outputs += [net(part) for part in parts[1:]]
+    return torch.cat(outputs)
 
 
 def autocast_dtype(setting: str | bool, device: torch.device) -> torch.dtype | None:

@@ -17,6 +17,7 @@ from ..errors import ConfigError, OutputError, TrainingError
 from ..models import SFHformer, load, save
 from ..models.checkpoint import nonfinite_tensors
 from ..utils import atomic_path
+from .schedule import make_scheduler
 
 
 class TrainState:
@@ -61,9 +62,10 @@ class TrainState:
         self._pending_rng = state["rng"]
 
     def apply_schedule(self, lr: float | None, steps: int, min_lr: float, weight_decay: float,
-                       betas: tuple[float, float], reschedule: bool) -> None:
+                       betas: tuple[float, float], reschedule: bool, kind: str = "cosine",
+                       steps_per_epoch: int = 0) -> None:
         """Continue with changed optimiser settings: the new weight decay and betas and, when
-        ``reschedule``, a cosine from ``lr`` (None: the rate reached so far) at the current
+        ``reschedule``, a schedule from ``lr`` (None: the rate reached so far) at the current
         step down to ``min_lr`` at ``steps``. A resumed run that extends its steps thus keeps
         decaying instead of climbing back up the old cosine."""
         for group in self.optimizer.param_groups:
@@ -73,10 +75,8 @@ class TrainState:
         if steps <= self.step:
             raise ConfigError(f"train.steps {steps}: the run is already at step {self.step}")
         start = self.scheduler.get_last_lr()[0] if lr is None else lr
-        for group in self.optimizer.param_groups:
-            group.update(lr=start, initial_lr=start)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps - self.step,
-                                                                    eta_min=min_lr)
+        self.scheduler = make_scheduler(self.optimizer, kind, start, min_lr, steps - self.step, steps_per_epoch,
+                                        offset=self.step)
 
     def restore_rng(self) -> None:
         if self._pending_rng is not None:
