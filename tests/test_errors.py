@@ -39,7 +39,8 @@ def config(tmp_path):
 
 
 def test_configuration_errors_are_one_line_with_exit_2(capsys, config, tmp_path):
-    _one_line(capsys, 2, ["train", config, "train.steps=abc"], "train.steps: expected an integer, got 'abc'")
+    _one_line(capsys, 2, ["train", config, "train.batch_size=abc"], "train.batch_size: expected an integer, got 'abc'")
+    _one_line(capsys, 2, ["train", config, "train.steps=abc"], "train.steps: expected an integer or nothing")
     _one_line(capsys, 2, ["train", config, "train.lr=fast"], "train.lr: expected a number, got 'fast'")
     _one_line(capsys, 2, ["train", config, "data.train.crop=big"], "data.train.crop: expected an integer or nothing")
     _one_line(capsys, 2, ["train", config, "data.train.cropp=3"], "unknown config key 'data.train.cropp'")
@@ -84,11 +85,11 @@ def test_interrupted_restore_says_what_finished_and_exits_130(capsys, tmp_path, 
     calls = []
     original = Restorer.restore_picture
 
-    def interrupt_second(self, picture):
+    def interrupt_second(self, picture, name="image"):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, picture)
+        return original(self, picture, name)
 
     monkeypatch.setattr(Restorer, "restore_picture", interrupt_second)
     assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--weights", str(weights), "--device", "cpu"]) == 130
@@ -113,7 +114,7 @@ def test_an_internal_error_in_one_image_is_not_swallowed(capsys, tmp_path, monke
     from sfhformer.restore import Restorer
     write_image(tmp_path / "a.png", photo()[:40, :40])
     weights = sfhformer.save(identity_model(), tmp_path / "w.safetensors")
-    monkeypatch.setattr(Restorer, "restore_picture", lambda self, picture: 1 / 0)
+    monkeypatch.setattr(Restorer, "restore_picture", lambda self, picture, name="image": 1 / 0)
     assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--weights", str(weights),
                  "--device", "cpu"]) == 1
     assert "ZeroDivisionError" in capsys.readouterr().err

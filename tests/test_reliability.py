@@ -15,13 +15,13 @@ from PIL import Image
 
 import sfhformer
 from sfhformer.cli import main
-from sfhformer.errors import CheckpointError, ConfigError, ImageError, ModelError
+from sfhformer.errors import CheckpointError, ConfigError, ImageError, ModelError, OutputError
 from sfhformer.io import read_image, write_image
 from sfhformer.restore import Restorer
 from sfhformer.training import load_config, train
 
 from conftest import identity_model, photo
-from test_training import TINY, write_config
+from test_training import write_config
 
 
 def _err_lines(capsys):
@@ -120,7 +120,7 @@ def test_extending_a_finished_run_keeps_decaying(tmp_path):
 
 
 @pytest.mark.parametrize("change, key", [("train.batch_size=2", "train.batch_size"), ("train.seed=3", "train.seed"),
-                                         ("model.num_kernels=2", "model"), ("data.train.crop=16", "data")])
+                                         ("model.num_kernels=2", "model"), ("data.train.crop=16", "data.train")])
 def test_resume_refuses_a_different_experiment(tmp_path, change, key):
     path = write_config(tmp_path, out_dir=str(tmp_path / "x"))
     train(load_config(path, ["val.every=100", "train.steps=1"]))
@@ -214,14 +214,14 @@ def test_eval_json_is_valid_when_images_are_identical(tmp_path, capsys):
 
 def test_unwritable_output_says_why(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ImageError, match=r"a\.png: cannot be written \(File exists"):  # a file where a folder goes
+    with pytest.raises(OutputError, match=r"a\.png: cannot be written \(File exists"):  # a file where a folder goes
         write_image(tmp_path / "file" / "a.png", photo()[:8, :8])
 
     def denied(self, data):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("pathlib.Path.write_bytes", denied)
-    with pytest.raises(ImageError, match=r"b\.png: cannot be written \(Permission denied\)"):
+    with pytest.raises(OutputError, match=r"b\.png: cannot be written \(Permission denied\)"):
         write_image(tmp_path / "b.png", photo()[:8, :8])
 
 
@@ -249,7 +249,7 @@ def test_animated_gif_says_only_its_first_frame_is_restored(tmp_path, capsys):
     weights = str(sfhformer.save(identity_model(), tmp_path / "w.safetensors"))
     assert main(["restore", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "o"), "--weights", weights,
                  "--device", "cpu"]) == 0
-    assert "anim.gif: animated, 2 frames: only the first is restored" in capsys.readouterr().err
+    assert "anim.gif: 2 frames or pages: only the first is restored" in capsys.readouterr().err
 
 
 def test_files_get_the_umask_mode_and_temporary_leftovers_are_ignored(tmp_path, capsys):
@@ -349,3 +349,32 @@ def test_fuzzed_folder_restore_and_eval_never_trace_back(tmp_path, capsys):
     assert code == 1
     assert all(line.startswith("error: ") for line in lines)
     assert not any(f"/{name}:" in "\n".join(lines) for name in (p.name for p in good.values()))
+
+
+def test_an_error_in_a_dataloader_worker_is_one_line(tmp_path, capsys):
+    root = tmp_path / "pairs"
+    for i in range(4):
+        for folder in ("input", "target"):
+            write_image(root / folder / f"{i}.png", photo()[:48, 48 * i:48 * i + 48])
+    (root / "input" / "2.png").write_bytes((root / "input" / "1.png").read_bytes()[:200])  # truncated
+    cfg = write_config(tmp_path, out_dir=str(tmp_path / "run"), data={"train": {"root": str(root), "crop": 32}})
+    assert main(["train", str(cfg), "train.num_workers=1", "train.batch_size=2", "val.every=100"]) == 1
+    err = _err_lines(capsys)[-1]
+    assert err.startswith("sfhformer train: error: ") and "2.png: truncated or corrupt image" in err
+    assert "Caught" not in err and "worker" not in err
+
+
+def test_a_failure_on_the_main_process_stops_every_process(tmp_path):
+    """Validation runs on rank 0 alone; when it fails (a validation image too small for SSIM)
+    rank 1 must stop too instead of waiting at the next collective."""
+    import subprocess
+    import sys
+    cfg = write_config(tmp_path, out_dir=str(tmp_path / "ddp"), train={"steps": 4, "batch_size": 4, "num_workers": 0},
+                       val={"every": 2}, data={**json.loads(json.dumps(__import__("test_training").TINY["data"]))})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "sfhformer", "train", str(cfg), "data.val.max_side=8"],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode != 0
+    assert "validation image" in done.stderr and "at least 11x11" in done.stderr
+    assert "the main process failed" in done.stderr  # rank 1's own line: it did not hang

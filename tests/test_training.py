@@ -199,20 +199,24 @@ def test_train_command_reports_divergence_in_one_line(tmp_path, capsys):
 
 
 def test_ema_warm_up_follows_the_model_early_and_decays_later():
-    from torch.optim.swa_utils import AveragedModel
-
-    from sfhformer.training import ema_update_fn
+    from sfhformer.training import EMA
     model = torch.nn.BatchNorm2d(2)
-    ema = AveragedModel(model, multi_avg_fn=ema_update_fn(0.999), use_buffers=True)
+    ema = EMA(model, 0.999)
     values = [2.0, 3.0, 5.0]
     for v in values:
         with torch.no_grad():
             model.weight.fill_(v)
-        ema.update_parameters(model)
+        ema.update(model)
     d1, d2 = 2 / 11, 3 / 12  # min(0.999, (1 + n) / (10 + n)) for n = 1, 2
     expected = (2 * d1 + 3 * (1 - d1)) * d2 + 5 * (1 - d2)
     assert torch.allclose(ema.module.weight, torch.full((2,), expected))
     assert min(0.999, (1 + 10_000) / (10 + 10_000)) == 0.999  # the configured decay once warmed up
+    # the checkpoint layout of torch's AveragedModel, which earlier checkpoints hold
+    from torch.optim.swa_utils import AveragedModel
+    assert set(ema.state_dict()) == set(AveragedModel(model, use_buffers=True).state_dict())
+    again = EMA(torch.nn.BatchNorm2d(2), 0.999)
+    again.load_state_dict(ema.state_dict())
+    assert again.updates == 3 and torch.equal(again.module.weight, ema.module.weight)
 
 
 def test_resuming_a_different_model_is_explained(tmp_path):

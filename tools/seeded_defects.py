@@ -10,6 +10,7 @@ Run it on a clean working tree and not beside another test run: it edits the sou
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,8 +90,9 @@ def run(name: str, edits: list[tuple[str, str, str]], args: list[str]) -> bool:
             path.write_text(current.replace(old, new, 1))
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args],
                               cwd=ROOT, capture_output=True, text=True)
-        caught = done.returncode != 0
-        print(f"{'caught' if caught else 'MISSED'}  {name}: {done.stdout.strip().splitlines()[-1]}")
+        caught = done.returncode == 1  # tests ran and failed; 2-5 mean errors, no tests collected, ...
+        last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+        print(f"{'caught' if caught else 'MISSED'}  {name}: {last}" + ("" if caught else f" (exit {done.returncode})"))
         return caught
     finally:
         for path, text in originals.items():
@@ -98,6 +100,7 @@ def run(name: str, edits: list[tuple[str, str, str]], args: list[str]) -> bool:
 
 
 def main(words: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the source is put back
     chosen = {k: v for k, v in DEFECTS.items() if not words or any(w in k for w in words)}
     missed = [name for name, (edits, args) in chosen.items() if not run(name, edits, args)]
     print(f"{len(chosen) - len(missed)} of {len(chosen)} seeded defects caught")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
@@ -12,14 +13,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, NotFoundError, SFHformerError
-
-
-def _overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``--set`` values: ``["num_kernels=4", "fourier_bn=off"]`` -> ``{"num_kernels": 4, "fourier_bn": False}``,
-    read as YAML like ``sfhformer train``'s overrides."""
-    from .training.config import parse_overrides
-
-    return parse_overrides(list(items))
+from .training.config import parse_overrides
 
 
 def _model_from(spec: str, preset: str | None, overrides: dict[str, Any]):
@@ -39,16 +33,6 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise ConfigError(f"{path}: exists; pass --overwrite to replace it")
 
 
-def _keep_freed_memory(device: str) -> None:
-    """Commands that process a batch and exit let the allocator keep freed memory on a CPU
-    (several times faster; the process keeps its peak until it exits, which it soon does)."""
-    from .restore import resolve_device
-    from .utils import keep_freed_memory
-
-    if resolve_device(device).type == "cpu":
-        keep_freed_memory()
-
-
 def cmd_info(args: argparse.Namespace) -> None:
     from .models import PRESETS, preset_name
     from .models.complexity import measure
@@ -57,7 +41,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         raise ConfigError(f"--size must be at least 1, got {args.size}")
     size = (args.size, args.size)
     specs = args.models or list(PRESETS)
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     rows = []
     for spec in specs:
         model = _model_from(spec, args.preset, overrides)
@@ -85,27 +69,27 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
     dst = Path(args.output)
     _refuse_existing(dst, args.overwrite)
-    model = convert(args.input, dst, args.preset, **_overrides(args.set))
+    model = convert(args.input, dst, args.preset, **parse_overrides(args.set))
     name = preset_name(model.config) or "no preset"
     print(f"wrote {dst} ({name}; {model.config})")
 
 
 def _restorer(args: argparse.Namespace, **options: Any):
     """The Restorer that ``--weights``, the model, device and tiling options describe, for a
-    command that processes a batch and exits; its warnings print as notes."""
+    command that processes a batch and exits (so it lets the allocator keep freed memory on a
+    CPU: several times faster, and the process soon exits); its warnings print as notes."""
     import warnings
 
     from .restore import Restorer
 
-    _keep_freed_memory(args.device)
     tiling = {} if args.tile is None else {"tile": args.tile or None}  # --tile 0: whole images
     if args.tile_overlap is not None:
         tiling["tile_overlap"] = args.tile_overlap
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always")
         restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
-                                            overrides=_overrides(args.set), max_pixels=args.max_pixels,
-                                            ensemble=args.ensemble, **tiling, **options)
+                                            overrides=parse_overrides(args.set), max_pixels=args.max_pixels,
+                                            ensemble=args.ensemble, keep_freed_memory=True, **tiling, **options)
     for note in notes:
         print(f"note: {note.message}", file=sys.stderr)
     return restorer
@@ -132,7 +116,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             try:
                 picture = read_image(path)
                 if picture.frames > 1:
-                    tqdm.write(f"note: {path}: animated, {picture.frames} frames: only the first is restored",
+                    tqdm.write(f"note: {path}: {picture.frames} frames or pages: only the first is restored",
                                file=sys.stderr)
                 dst = outdir / f"{path.stem}{args.suffix}{output_suffix(picture.format)}"
                 if dst.resolve() in originals:  # whatever the flags: never replace an input
@@ -141,7 +125,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 if dst in written:
                     raise ConfigError(f"{path}: its output {dst} would overwrite that of {written[dst]}")
                 _refuse_existing(dst, args.overwrite)
-                restored = restorer.restore_picture(picture)
+                restored = restorer.restore_picture(picture, str(path))
                 write_image(dst, restored.pixels, restored.alpha)
                 written[dst] = path
             except SFHformerError as e:  # one bad input must not stop the batch
@@ -167,11 +151,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         summary = train(cfg)
     except KeyboardInterrupt:
-        print(f"interrupted; {cfg.out_dir}/checkpoints/last.pt (when written) resumes it: run the same command",
-              file=sys.stderr)
+        print(f"interrupted; {cfg.out_dir}/checkpoints/last.pt (when written) resumes it: run the same command "
+              f"with resume=auto", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if int(os.environ.get("RANK", "0")) == 0:
-        best = f", best val PSNR {summary['best_psnr']:.2f} dB" if summary["best_psnr"] > -1e9 else ""
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun's rank: the main process reports
+        best = f", best val PSNR {summary['best_psnr']:.2f} dB" if math.isfinite(summary["best_psnr"]) else ""
         print(f"done at step {summary['step']}: loss {summary['loss']:.4f}{best}; weights {summary['last']}")
     return 0
 
@@ -212,8 +196,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    _keep_freed_memory(args.device)
-    results = run_demo(args.output, args.task, args.image, args.device)
+    results = run_demo(args.output, args.task, args.image, args.device, keep_freed_memory=True)
     print(f"{'task':<9} {'degraded PSNR / SSIM':>22} {'restored PSNR / SSIM':>22}")
     for r in results:
         print(f"{r['task']:<9} {r['degraded_psnr']:>13.2f} dB / {r['degraded_ssim']:.4f} "
@@ -251,7 +234,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--size must be two sizes of at least 1 pixel, got {args.size[0]} {args.size[1]}")
     dst = Path(args.output)
     _refuse_existing(dst, args.overwrite)
-    export(args.weights, dst, args.format, tuple(args.size), args.preset, _overrides(args.set))
+    export(args.weights, dst, args.format, tuple(args.size), args.preset, parse_overrides(args.set))
     print(f"wrote {dst} ({args.format}, input 1x3x{args.size[0]}x{args.size[1]})")
     return 0
 

@@ -36,9 +36,10 @@ def side_by_side(images: list[np.ndarray], labels: list[str]) -> np.ndarray:
 
 def run_demo(out_dir: str | os.PathLike = "sfhformer_demo", tasks: list[str] | None = None,
              image: str | os.PathLike | None = None, device: str = "auto", seed: int = 0,
-             max_side: int = 512) -> list[dict[str, Any]]:
+             max_side: int = 512, keep_freed_memory: bool = False) -> list[dict[str, Any]]:
     """For each task: degrade the clean photograph, restore it, write the clean, degraded,
-    restored and side-by-side images to ``out_dir``; return PSNR/SSIM of degraded and restored."""
+    restored and side-by-side images to ``out_dir``; return PSNR/SSIM of degraded and restored.
+    ``keep_freed_memory``: as :class:`~sfhformer.restore.Restorer` takes it (the CLI turns it on)."""
     from .data.samples import photograph_path
 
     tasks = tasks or list(available())
@@ -61,7 +62,7 @@ def run_demo(out_dir: str | os.PathLike = "sfhformer_demo", tasks: list[str] | N
         spec = BUNDLED[task]
         degraded_t = Compose.from_config([dict(d) for d in spec.demo])(x, torch.Generator().manual_seed(seed))
         degraded = from_tensor(degraded_t, np.uint8)
-        restored = Restorer.from_pretrained(task, device=device).restore(degraded)
+        restored = Restorer.from_pretrained(task, device=device, keep_freed_memory=keep_freed_memory).restore(degraded)
         row = {"task": task, "degraded_psnr": psnr(degraded, clean), "degraded_ssim": ssim(degraded, clean),
                "restored_psnr": psnr(restored, clean), "restored_ssim": ssim(restored, clean)}
         results.append(row)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, ImageError, NotFoundError, OutputError
+from .errors import DataError, ImageError, NotFoundError
 from .io import IMAGE_EXTENSIONS, is_temporary, read_image, write_image
-from .metrics import psnr, ssim, to_rgb_uint8, to_uint8_array
+from .metrics import score, to_rgb_uint8, to_uint8_array
 from .utils import atomic_path, shorten_list
 
 
@@ -34,19 +34,18 @@ def evaluate_restorer(restorer, dataset, crop_border: int = 0, y_channel: bool =
         try:
             sample = dataset[i]
             pred = restorer.restore_tensor(sample["lq"][None])
-            row = {"name": sample["name"],
-                   "psnr": psnr(pred, sample["gt"], crop_border, y_channel),
-                   "ssim": ssim(pred, sample["gt"], crop_border, y_channel),
-                   "input_psnr": psnr(sample["lq"], sample["gt"], crop_border, y_channel),
-                   "input_ssim": ssim(sample["lq"], sample["gt"], crop_border, y_channel)}
+            name = str(dataset.pairs[i][0]) if hasattr(dataset, "pairs") else sample["name"]
+            values = score(pred, sample["gt"], crop_border, y_channel, name)
+            inputs = score(sample["lq"], sample["gt"], crop_border, y_channel, name)
             if save_dir is not None:
                 write_image(Path(save_dir) / f"{sample['name']}.png", to_uint8_array(pred))
-        except (ImageError, ValueError) as e:  # ValueError: too small for SSIM's window or the border crop
+        except ImageError as e:
             if errors is None:
                 raise
-            errors.append(str(e) if isinstance(e, ImageError) else f"{dataset.pairs[i][0]}: {e}")
+            errors.append(str(e))
             continue
-        rows.append(row)
+        rows.append({"name": sample["name"], "psnr": values[0], "ssim": values[1],
+                     "input_psnr": inputs[0], "input_ssim": inputs[1]})
     return rows
 
 
@@ -97,11 +96,8 @@ def _score_files(pred_path: Path, gt_path: Path, crop_border: int, y_channel: bo
     if a.shape != b.shape:
         raise ImageError(f"{pred_path}: size {a.shape[1]}x{a.shape[0]} differs from {gt_path} "
                          f"({b.shape[1]}x{b.shape[0]})")
-    try:
-        return {"name": gt_path.stem, "psnr": psnr(a, b, crop_border, y_channel),
-                "ssim": ssim(a, b, crop_border, y_channel)}
-    except ValueError as e:  # too small for SSIM's window, or for the border crop
-        raise ImageError(f"{pred_path}: {e}") from None
+    values = score(a, b, crop_border, y_channel, str(pred_path))
+    return {"name": gt_path.stem, "psnr": values[0], "ssim": values[1]}
 
 
 def summarize(rows: list[dict[str, Any]], **settings: Any) -> dict[str, Any]:
@@ -114,13 +110,9 @@ def write_reports(rows: list[dict[str, Any]], summary: dict[str, Any], csv_path:
                   json_path: str | os.PathLike | None = None) -> None:
     """Per-image CSV and summary JSON (with the rows), each written atomically."""
     for path, write in ((csv_path, _write_csv), (json_path, _write_json)):
-        if not path:
-            continue
-        try:
+        if path:
             with atomic_path(path) as tmp:
                 write(Path(tmp), rows, summary)
-        except OSError as e:
-            raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -106,6 +106,9 @@ def save_features(weights: str | os.PathLike, image_path: str | os.PathLike, out
     from .models import load
     from .utils import atomic_path
 
+    from .restore import resolve_device
+
+    device = resolve_device(device)
     model = load(weights, device=device)
     pixels = rgb_pixels(read_image(image_path).pixels)
     x = to_tensor(pixels)[None].to(device)

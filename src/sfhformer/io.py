@@ -168,7 +168,7 @@ def _read_float_tiff(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None or not np.issubdtype(data.dtype, np.floating):
-        raise ImageError(f"{path}: a TIFF that neither Pillow nor OpenCV can read")
+        raise ImageError(f"{path}: a TIFF that neither Pillow nor OpenCV can decode as an image")
     data = data.astype(np.float32)
     if data.ndim == 2:
         return data[..., None], None
@@ -227,8 +227,13 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray |
     """Encode ``pixels`` ((H, W, 1|3) or (H, W); uint8, uint16, or float32 for TIFF) and
     ``alpha`` to ``path``, atomically: a temporary file beside it is renamed into place once
     complete. The format follows the extension (.png, .tif/.tiff, .bmp, .jpg, .webp); 16 bits
-    need PNG or TIFF, floats TIFF. 8-bit grayscale + alpha stays grayscale + alpha (16-bit
-    becomes RGBA: neither encoder writes 16-bit grayscale + alpha)."""
+    need PNG or TIFF, floats TIFF. 8-bit grayscale + alpha stays grayscale + alpha (16-bit and
+    float become RGBA: neither encoder writes those as grayscale + alpha).
+
+    Raises:
+        ImageError: pixels that cannot be encoded in that format.
+        OutputError: the file cannot be written (permissions, disk full).
+    """
     from .utils import atomic_path
 
     path = Path(path)
@@ -243,11 +248,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray |
     if pixels.dtype == np.float32 and not tiff:
         raise ImageError(f"{path}: floating-point images can be written as TIFF only")
     data = _encode(pixels, alpha, suffix, path)
-    try:
-        with atomic_path(path, suffix=suffix) as tmp:
-            tmp.write_bytes(data)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot be written ({e.strerror or e})") from None
+    with atomic_path(path, suffix=suffix) as tmp:
+        tmp.write_bytes(data)
     return path
 
 

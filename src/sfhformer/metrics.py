@@ -106,3 +106,15 @@ def ssim(pred: ArrayLike, target: ArrayLike, crop_border: int = 0, y_channel: bo
     vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
     return float(s.mean(dim=(1, 2, 3)).mean())
+
+
+def score(pred: ArrayLike, target: ArrayLike, crop_border: int = 0, y_channel: bool = False,
+          name: str = "image") -> tuple[float, float]:
+    """(PSNR, SSIM) of one image pair; a pair these cannot be computed on (smaller than SSIM's
+    window, or than the border crop; shapes that differ) raises an ImageError naming ``name``."""
+    from .errors import ImageError
+
+    try:
+        return psnr(pred, target, crop_border, y_channel), ssim(pred, target, crop_border, y_channel)
+    except ValueError as e:
+        raise ImageError(f"{name}: {e}") from None

@@ -58,7 +58,8 @@ def check_range(x: Tensor, what: str, tolerance: float = 1e-3) -> None:
         raise ImageError(f"{what}: holds NaN or Inf values")
     lo, hi = float(x.min()), float(x.max())
     if lo < -tolerance or hi > 1 + tolerance:
-        hint = " (divide by 255)" if hi <= 255 else " (divide by 65535)" if hi <= 65535 else ""
+        hint = "" if hi <= 1 + tolerance else " (divide by 255)" if hi <= 255 else \
+            " (divide by 65535)" if hi <= 65535 else ""
         raise ImageError(f"{what}: {str(x.dtype).removeprefix('torch.')} values in [{lo:.4g}, {hi:.4g}]; "
                          f"expected [0, 1]{hint}")
 
@@ -236,18 +237,19 @@ class Restorer:
             return self.model(x).float()
 
     @torch.inference_mode()
-    def restore_tensor(self, x: Tensor) -> Tensor:
+    def restore_tensor(self, x: Tensor, what: str = "input tensor") -> Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, H, W) float32 in [0, 1] (clamped), on x's device.
 
         Raises:
-            ImageError: another shape or dtype, values outside [0, 1], NaN or Inf.
+            ImageError: another shape or dtype, values outside [0, 1], NaN or Inf (the message
+                starts with ``what``).
             ModelError: the model's output holds NaN or Inf (broken weights, float16 overflow).
         """
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ImageError(f"input tensor: expected shape (B, 3, H, W), got {tuple(x.shape)}")
+            raise ImageError(f"{what}: expected shape (B, 3, H, W), got {tuple(x.shape)}")
         if x.shape[-1] == 0 or x.shape[-2] == 0:
-            raise ImageError(f"input tensor: zero-size image ({x.shape[-1]}x{x.shape[-2]})")
-        check_range(x, "input tensor")
+            raise ImageError(f"{what}: zero-size image ({x.shape[-1]}x{x.shape[-2]})")
+        check_range(x, what)
         src_device = x.device
         x = x.to(self.device, torch.float32)
         tile = self.tile_size(*x.shape[-2:])
@@ -262,8 +264,7 @@ class Restorer:
                                   f"use larger tiles (--tile, --max-pixels)")
             if self.progress:
                 from tqdm.auto import tqdm
-                total = count_tiles(*x.shape[-2:], tile, self.tile_overlap) * (8 if self.ensemble else 1)
-                bar = tqdm(total=total, desc="tiles", unit="tile", leave=False)
+                bar = tqdm(total=tiles * (8 if self.ensemble else 1), desc="tiles", unit="tile", leave=False)
 
             def after_tile() -> None:
                 release_freed_memory()  # else the heap fragments from tile to tile
@@ -284,7 +285,7 @@ class Restorer:
 
     # -- arrays and images -----------------------------------------------------------------
 
-    def restore_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    def restore_pixels(self, pixels: np.ndarray, what: str = "input array") -> np.ndarray:
         """(H, W, 1|3) array -> same shape and dtype: uint8 (0..255), uint16 (0..65535) or float
         (in [0, 1]); integers come back rounded and clamped, floats clamped to [0, 1].
 
@@ -294,23 +295,22 @@ class Restorer:
             ImageError: another dtype, floats outside [0, 1], NaN or Inf, zero size.
         """
         if pixels.shape[0] == 0 or pixels.shape[1] == 0:
-            raise ImageError(f"input array: zero-size image ({pixels.shape[1]}x{pixels.shape[0]})")
+            raise ImageError(f"{what}: zero-size image ({pixels.shape[1]}x{pixels.shape[0]})")
         if pixels.dtype not in (np.uint8, np.uint16) and not np.issubdtype(pixels.dtype, np.floating):
-            raise ImageError(f"input array: dtype {pixels.dtype} is not uint8, uint16 or float in [0, 1]; "
+            raise ImageError(f"{what}: dtype {pixels.dtype} is not uint8, uint16 or float in [0, 1]; "
                              f"convert it first (e.g. arr.astype(np.uint8) if it holds 0..255)")
         x = to_tensor(pixels)[None]
-        if np.issubdtype(pixels.dtype, np.floating):
-            check_range(x, "input array")
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        y = self.restore_tensor(x)[0]
+        y = self.restore_tensor(x, what)[0]
         if pixels.shape[2] == 1:
             y = y.mean(dim=0, keepdim=True)
         return from_tensor(y, pixels.dtype)
 
-    def restore_picture(self, picture: Picture) -> Picture:
-        """A decoded file, restored; alpha untouched, bit depth kept."""
-        return Picture(self.restore_pixels(picture.pixels), picture.alpha, picture.format)
+    def restore_picture(self, picture: Picture, name: str = "image") -> Picture:
+        """A decoded file, restored; alpha untouched, bit depth kept. ``name`` (the file) starts
+        the message of an error."""
+        return Picture(self.restore_pixels(picture.pixels, name), picture.alpha, picture.format)
 
     def restore(self, image: Any) -> Any:
         """Restore a path, a PIL image, a numpy array or a tensor, returning the same kind.
@@ -325,7 +325,7 @@ class Restorer:
         NaN or Inf raise :class:`~sfhformer.errors.ImageError` naming dtype and range.
         """
         if isinstance(image, (str, os.PathLike)):
-            pic = self.restore_picture(read_image(Path(image)))
+            pic = self.restore_picture(read_image(Path(image)), str(image))
             return _join_alpha(pic.pixels, pic.alpha)
         if isinstance(image, torch.Tensor):
             return self._restore_torch(image)

@@ -15,15 +15,26 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
     An interrupted write leaves ``path`` as it was (absent or the previous version), never
     half-written. ``suffix`` keeps an extension on the temporary name for writers that
-    choose the format from it.
+    choose the format from it. The file gets the mode the umask gives (some writers create
+    0600 files). An OS error (permissions, a full disk, a file where a folder should be)
+    becomes one :class:`~sfhformer.errors.OutputError` naming ``path``.
+
+    Raises:
+        OutputError: ``path`` cannot be written.
     """
+    from .errors import OutputError, SFHformerError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would create it (some writers use 0600)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        if isinstance(e, SFHformerError):
+            raise
+        raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -50,7 +61,6 @@ def pad_bottom_right(x, height: int, width: int):
     return out if x.ndim == 4 else out[0]
 
 
-@functools.cache
 def _umask() -> int:
     """The process's umask, read without setting it (os.umask can only set it, and a library must
     not change the process even for a moment)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, OutputError
+from ..errors import CheckpointError, ConfigError
 from ..utils import atomic_path, shorten_list
 from .authors import authors_key_map, infer_config, is_unused_authors_key, to_our_state
 from .config import SFHformerConfig, get_preset, preset_name
@@ -44,7 +44,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], S
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
     if not path.is_file():
-        raise CheckpointError(f"{path}: not a file")
+        from ..pretrained import BUNDLED
+
+        hint = (f"; an existing path wins over the bundled model {path.name!r}: run from another folder or "
+                f"rename it" if str(path) in BUNDLED else "")
+        raise CheckpointError(f"{path}: is a folder, not a weights file{hint}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     config_data: Any = None
@@ -135,16 +139,27 @@ def _fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path
 
 
 def nonfinite_tensors(tensors: dict[str, Any]) -> list[str]:
-    """Names of the floating-point tensors in a (possibly nested) mapping that hold NaN or Inf."""
-    found = []
-    for name, value in tensors.items():
+    """Names of the floating-point tensors in a (possibly nested) mapping that hold NaN or Inf
+    (one wait for each device the tensors are on)."""
+    named: list[tuple[str, torch.Tensor]] = []
+
+    def collect(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
-            found += [f"{name}.{inner}" for inner in nonfinite_tensors(value)]
+            for k, v in value.items():
+                collect(f"{prefix}{k}.", v)
         elif isinstance(value, (list, tuple)):
-            found += [f"{name}.{inner}" for inner in nonfinite_tensors(dict(enumerate(value)))]
-        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-            found.append(str(name))
-    return found
+            for k, v in enumerate(value):
+                collect(f"{prefix}{k}.", v)
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            named.append((prefix[:-1], value))
+
+    collect("", tensors)
+    found: set[str] = set()
+    for device in {t.device for _, t in named}:
+        group = [(n, t) for n, t in named if t.device == device]
+        finite = torch.stack([torch.isfinite(t).all() for _, t in group]).tolist()
+        found |= {n for (n, _), ok in zip(group, finite) if not ok}
+    return [n for n, _ in named if n in found]
 
 
 def load(weights: str | os.PathLike, preset: str | None = None, *, device: str | torch.device = "cpu",
@@ -166,10 +181,6 @@ def load(weights: str | os.PathLike, preset: str | None = None, *, device: str |
 
     path = resolve_weights(weights)
     state, stored = read_checkpoint(path)
-    bad = [] if allow_nonfinite else nonfinite_tensors(state)
-    if bad:
-        raise CheckpointError(f"{path}: holds NaN or Inf in {len(bad)} tensor(s) ({shorten_list(bad, 4)}), as a "
-                              f"diverged training run leaves them; refusing it (allow_nonfinite=True loads it anyway)")
     ours = _has_our_names(state)
     try:
         if preset is not None:
@@ -197,7 +208,11 @@ def load(weights: str | os.PathLike, preset: str | None = None, *, device: str |
         names = authors_key_map(model)
         _fit(state, {names[k]: v for k, v in expected.items()}, path, what,
              ignore=lambda key: is_unused_authors_key(key, config))
-        state = to_our_state(state, model)
+        state = to_our_state(state, model)  # only what the model reads: unused tensors may hold anything
+    bad = [] if allow_nonfinite else nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(f"{path}: holds NaN or Inf in {len(bad)} tensor(s) ({shorten_list(bad, 4)}), as a "
+                              f"diverged training run leaves them; refusing it (allow_nonfinite=True loads it anyway)")
     model.load_state_dict(state, strict=False)  # strictness was checked above, with clearer errors
     return model.to(device).eval()
 
@@ -216,11 +231,8 @@ def save(model: SFHformer, path: str | os.PathLike, metadata: dict[str, str] | N
         raise CheckpointError(f"{path}: refusing to save weights with NaN or Inf in {len(bad)} tensor(s) "
                               f"({shorten_list(bad, 4)})")
     meta = {"format": FORMAT_NAME, "config": json.dumps(model.config.to_dict()), **(metadata or {})}
-    try:
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -10,9 +10,9 @@ from .config import (CheckpointConfig, DataConfig, LogConfig, PairedData, RunCon
 from .distributed import EpochBatchSampler, GlobalBatchNorm2d, Processes, use_global_batchnorm
 from .loop import train, validate
 from .loss import restoration_loss
-from .state import TrainState, ema_update_fn, initial_weights
+from .state import EMA, TrainState, initial_weights
 
-__all__ = ["CheckpointConfig", "DataConfig", "EpochBatchSampler", "GlobalBatchNorm2d", "LogConfig", "PairedData",
+__all__ = ["EMA", "CheckpointConfig", "DataConfig", "EpochBatchSampler", "GlobalBatchNorm2d", "LogConfig", "PairedData",
            "Processes", "RunConfig", "SyntheticData", "TrainConfig", "TrainState", "TrainingError", "ValConfig",
-           "ema_update_fn", "initial_weights", "load_config", "restoration_loss", "train", "use_global_batchnorm",
+           "initial_weights", "load_config", "restoration_loss", "train", "use_global_batchnorm",
            "validate"]

@@ -1,6 +1,6 @@
 """A training run's configuration: typed dataclasses read from YAML and ``key.sub=value``
 overrides. Unknown keys and values of the wrong type are refused with the key's path
-(``train.steps: expected an integer, got 'abc'``); ``config.json`` records what runs.
+(``train.batch_size: expected an integer, got 'abc'``); ``config.json`` records what runs.
 
     cfg = load_config("configs/denoise.yaml", ["train.lr=5e-4", "model.num_kernels=4"])
     cfg.train.lr, cfg.to_dict()
@@ -9,6 +9,7 @@ overrides. Unknown keys and values of the wrong type are refused with the key's 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -109,7 +110,7 @@ class ValConfig:
     log_images: int = 3
 
     def __post_init__(self) -> None:
-        _at_least(self, "val", every=1, crop_border=0, log_images=0)
+        _at_least(self, "val", every=1, crop_border=0, log_images=0, max_images=1)
 
 
 @dataclass
@@ -160,7 +161,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON-ready), every key with its final value."""
-        return _plain(dataclasses.asdict(self))
+        return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,13 +340,8 @@ def _join(path: str, key: str) -> str:
 def _at_least(obj: Any, section: str, **minimums: float) -> None:
     for name, low in minimums.items():
         value = getattr(obj, name)
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{section}.{name}: expected a finite number, got {value}")
         if value is not None and value < low:
             raise ConfigError(f"{section}.{name}: expected at least {low}, got {value}")
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

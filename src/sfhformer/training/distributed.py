@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 
 
 @dataclass
@@ -31,12 +31,12 @@ class Processes:
     def start(cls, device: str = "auto") -> "Processes":
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        from ..restore import resolve_device
+
         if device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device: expected auto, cpu or cuda, got {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("train.device is cuda but CUDA is not available")
-        cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-        dev = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+        cuda = resolve_device(device).type == "cuda"
+        dev = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")  # torchrun: a GPU each
         if cuda:
             torch.cuda.set_device(dev)
         if world > 1 and not dist.is_initialized():
@@ -56,6 +56,23 @@ class Processes:
             values = values.clone()
             dist.all_reduce(values)
         return values
+
+    def on_main(self, work) -> None:
+        """Run ``work()`` on the main process alone; every process returns together, and when it
+        failed every process raises (the main one its own error), so none is left waiting."""
+        error = None
+        if self.main:
+            try:
+                work()
+            except Exception as e:
+                error = e
+        failed = error is not None
+        if self.world > 1:
+            failed = bool(self.sum(torch.tensor([float(failed)], device=self.device)).item())
+        if error is not None:
+            raise error
+        if failed:
+            raise TrainingError("stopped because the main process failed (its error is printed there)")
 
     def barrier(self) -> None:
         if self.world > 1:

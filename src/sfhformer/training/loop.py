@@ -7,8 +7,10 @@
 holds the same samples whatever the number of processes, and BatchNorm statistics are taken
 over the global batch (``train.sync_bn``), so a multi-process run follows the one-process run.
 The host waits for the device only every ``log.every`` steps and before checkpoints and
-validation: then one all-reduce brings the loss and whether any step since the last such
-point was not finite.
+validation (and, in float16, where torch's GradScaler checks for overflow): then one all-reduce
+brings the loss and whether any step since the last such point was not finite. Work done by the
+main process alone (validation, checkpoints, logs) ends the same way on every process when it
+fails, so no process is left waiting.
 """
 
 from __future__ import annotations
@@ -23,16 +25,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, TrainingError
-from ..metrics import psnr, ssim
-from ..models import SFHformer, create_model
+from ..errors import ConfigError, OutputError, SFHformerError, TrainingError
+from ..metrics import psnr, score
+from ..models import SFHformer, create_model, get_preset
 from ..models.network import frozen_batchnorm_stats
 from ..utils import shorten_list
 from .config import DatasetConfig, RunConfig, TrainConfig
 from .distributed import EpochBatchSampler, Processes, use_global_batchnorm
 from .loss import restoration_loss
 from .schedule import make_scheduler
-from .state import TrainState, ema_update_fn, initial_weights
+from .state import EMA, TrainState, initial_weights
 
 
 def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
@@ -53,12 +55,13 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
         val_set = make_dataset(cfg.data.val, tc.seed, validation=True) if cfg.data.val else None
         amp = autocast_dtype(tc.amp, procs.device)
         log = RunLog(cfg, procs.main, state.step)
+        procs.on_main(log.start)
         health, loss_value = LossHealth(procs), float("nan")
         state.restore_rng()  # last: nothing may draw from the restored RNG before the first step
         net.train()
         try:
             while state.step < tc.steps:
-                batch = next(batches)
+                batch = next_batch(batches)
                 lq, gt = batch["lq"].to(procs.device, non_blocking=True), batch["gt"].to(procs.device, non_blocking=True)
                 with torch.autocast(procs.device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     pred = net(lq) if tc.bn_chunks == 1 else forward_in_chunks(net, lq, tc.bn_chunks)
@@ -73,7 +76,7 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
                 state.scaler.update()
                 state.scheduler.step()
                 if state.ema is not None:
-                    state.ema.update_parameters(state.model)
+                    state.ema.update(state.model)
                 state.step += 1
                 step = state.step
                 log.bar.update(1)
@@ -83,22 +86,15 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
                 saving = step % cfg.checkpoint.every == 0 or last
                 if step % cfg.log.every == 0 or validating or saving:
                     # raises on a loss that was not finite: nothing of it gets written below
-                    loss_value = health.check(step, log.last_good())
+                    loss_value = health.check(step, log.last_good)
                     if step % cfg.log.every == 0 or step == tc.steps:
                         log.train(step, loss_value, state.scheduler.get_last_lr()[0])
                 if validating:
-                    if procs.main:
-                        result = validate(state.weights, val_set, procs.device, cfg.val.crop_border,
-                                          cfg.val.y_channel, cfg.val.max_images)
-                        log.validation(step, result)
-                        if result["psnr"] > state.best_psnr and not state.nonfinite():
-                            state.best_psnr = result["psnr"]
-                            log.checkpoint(state, "best")
-                    procs.barrier()
+                    procs.on_main(lambda: validate_and_keep_best(state, val_set, cfg, procs.device, log))
                 if saving:
-                    check_state(state, procs, log.last_good())  # never replace a good checkpoint by a bad one
-                    log.checkpoint(state, "last")
-                    procs.barrier()
+                    check_state(state, procs, log.last_good)  # never replace a good checkpoint by a bad one
+                    procs.on_main(lambda: log.checkpoint(state, "last"))
+                    log.last_saved = state.step
                 if last:
                     break
         finally:  # also when stopping on an error, so the bar does not hide the message
@@ -127,8 +123,6 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
                 steps_per_epoch: int = 1) -> TrainState:
     """Model, optimiser, schedule, scaler and EMA, resumed from the run's checkpoint when there
     is one (``cfg.resume``), else starting from ``train.init_from`` when given."""
-    from torch.optim.swa_utils import AveragedModel
-
     tc = cfg.train
     torch.manual_seed(tc.seed)
     if model is None:
@@ -140,7 +134,11 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
     if resume not in ("auto", True, None, False) and not resuming:
         raise TrainingError(f"{path}: checkpoint to resume from does not exist")
     if tc.init_from and not resuming:
-        model.load_state_dict(initial_weights(tc.init_from))
+        weights = initial_weights(tc.init_from)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError:
+            raise TrainingError(f"{tc.init_from}: train.init_from holds weights of another model") from None
     model = model.to(procs.device)
     if tc.checkpoint_activations:
         if not isinstance(model, SFHformer):
@@ -151,17 +149,22 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     per_epoch = steps_per_epoch if tc.schedule_every == "epoch" else 0
     scheduler = make_scheduler(optimizer, tc.schedule, tc.lr, tc.min_lr, tc.steps, per_epoch)
-    ema = AveragedModel(model, multi_avg_fn=ema_update_fn(tc.ema), use_buffers=True) if tc.ema else None
+    ema = EMA(model, tc.ema) if tc.ema else None
     scaler = torch.amp.GradScaler(procs.device.type, enabled=autocast_dtype(tc.amp, procs.device) == torch.float16)
     state = TrainState(model, optimizer, scheduler, scaler, ema)
     if resuming:
-        checkpoint = torch.load(path, map_location=procs.device, weights_only=True)
+        try:
+            checkpoint = torch.load(path, map_location=procs.device, weights_only=True)
+        except Exception as e:  # a truncated or foreign file makes torch raise anything
+            raise TrainingError(f"{path}: cannot be read to resume ({type(e).__name__}); set resume=false or "
+                                f"choose another out_dir") from None
         changed = changes_on_resume(checkpoint.get("train_config") or {}, cfg, path)
         try:
-            state.load_state_dict(checkpoint)
+            state.model.load_state_dict(checkpoint["model"])
         except RuntimeError:
             raise TrainingError(f"{path}: cannot resume, it holds a different model; set resume=false or "
                                 f"choose another out_dir") from None
+        state.load_state_dict(checkpoint)
         if changed:
             state.apply_schedule(tc.lr if "train.lr" in changed else None, tc.steps, tc.min_lr, tc.weight_decay,
                                  tc.betas, reschedule=bool(RESCHEDULING & set(changed)),
@@ -176,7 +179,7 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
 APPLIED_ON_RESUME = ("train.lr", "train.min_lr", "train.steps", "train.schedule", "train.schedule_every",
                      "train.weight_decay", "train.betas")
 RESCHEDULING = {"train.lr", "train.min_lr", "train.steps", "train.schedule", "train.schedule_every"}
-REFUSED_ON_RESUME = ("train.batch_size", "train.seed", "model", "data")
+REFUSED_ON_RESUME = ("train.batch_size", "train.seed", "model", "data.train")
 
 
 def changes_on_resume(saved: dict[str, Any], cfg: RunConfig, path: Path) -> dict[str, tuple[Any, Any]]:
@@ -188,6 +191,12 @@ def changes_on_resume(saved: dict[str, Any], cfg: RunConfig, path: Path) -> dict
     now = cfg.to_dict()
 
     def value(tree: dict[str, Any], dotted: str) -> Any:
+        if dotted == "model":  # the network it describes, however it is spelled
+            fields = dict(tree.get("model") or {})
+            try:
+                return get_preset(fields.pop("preset", "sfhformer_t")).replace(**fields).to_dict()
+            except ConfigError:
+                return tree.get("model")
         for part in dotted.split("."):
             tree = (tree or {}).get(part)
         return _without_nones(tree)
@@ -280,7 +289,7 @@ class LossHealth:
         self.first_bad = torch.where(new, step, self.first_bad)
         self.bad_value = torch.where(new, self.loss, self.bad_value)
 
-    def check(self, step: int, last_good: str) -> float:
+    def check(self, step: int, last_good) -> float:
         """This step's loss, the mean over processes; raises :class:`TrainingError` when a loss
         since the last check, on any process, was not finite."""
         summed = self.procs.sum(torch.stack([self.loss / self.procs.world, (self.first_bad > 0).float()]))
@@ -289,18 +298,39 @@ class LossHealth:
             seen_here = int(self.first_bad) > 0
             value = float(self.bad_value) if seen_here else mean_loss
             raise TrainingError(f"loss became {value} at step {int(self.first_bad) if seen_here else step}; "
-                                f"stopped. {last_good}; lower train.lr or set train.grad_clip, then resume")
+                                f"stopped. {last_good()}; lower train.lr or set train.grad_clip, then resume")
         return mean_loss
 
 
-def check_state(state: TrainState, procs: Processes, last_good: str) -> None:
+def next_batch(batches):
+    """The next batch; an error raised in a DataLoader worker comes back as one line (torch
+    re-raises it with the worker's traceback in its message)."""
+    try:
+        return next(batches)
+    except SFHformerError as e:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        message = lines[-1].removeprefix(f"{type(e).__module__}.{type(e).__qualname__}: ")
+        raise type(e)(message) from None
+
+
+def validate_and_keep_best(state: TrainState, val_set, cfg: RunConfig, device: torch.device, log: "RunLog") -> None:
+    result = validate(state.weights, val_set, device, cfg.val.crop_border, cfg.val.y_channel, cfg.val.max_images)
+    log.validation(state.step, result)
+    if result["psnr"] > state.best_psnr:  # NaN weights score NaN: never "best"
+        state.best_psnr = result["psnr"]
+        log.checkpoint(state, "best")
+
+
+def check_state(state: TrainState, procs: Processes, last_good) -> None:
     """Raise :class:`TrainingError` when any process's state holds NaN or Inf (all processes
     decide together, so none waits for a checkpoint that will not come)."""
     bad = state.nonfinite()
     if procs.sum(torch.tensor([float(bool(bad))], device=procs.device)).item():
         where = f" ({shorten_list(bad, 3)})" if bad else ""
         raise TrainingError(f"step {state.step}: the weights or optimiser state hold NaN or Inf{where} although the "
-                            f"loss was finite; stopped without writing them. {last_good}; lower train.lr or set "
+                            f"loss was finite; stopped without writing them. {last_good()}; lower train.lr or set "
                             f"train.grad_clip, then resume")
 
 
@@ -316,8 +346,8 @@ def validate(model: nn.Module, dataset, device: torch.device, crop_border: int =
         sample = dataset[i]
         lq, gt = sample["lq"][None].to(device), sample["gt"][None]
         pred = model(lq).float().clamp(0, 1).cpu()
-        rows.append((psnr(pred, gt, crop_border, y_channel), ssim(pred, gt, crop_border, y_channel),
-                     psnr(lq.cpu(), gt, crop_border, y_channel)))
+        rows.append((*score(pred, gt, crop_border, y_channel, f"validation image {sample['name']}"),
+                     psnr(lq.cpu(), gt, crop_border, y_channel)))  # the same size: it cannot fail where score did not
         previews.append(torch.cat([lq[0].cpu(), pred[0], gt[0]], dim=-1))
     model.train(was_training)
     arr = np.array(rows)
@@ -332,19 +362,24 @@ class RunLog:
     def __init__(self, cfg: RunConfig, main: bool, step: int) -> None:
         from tqdm.auto import tqdm
 
-        self.cfg, self.main = cfg, main
+        self.cfg = cfg
         self.out = Path(cfg.out_dir)
         self.checkpoints = self.out / "checkpoints"
         self.last_saved, self.t0 = step, time.time()
         self.bar = tqdm(total=cfg.train.steps, initial=step, disable=not main, unit="step", dynamic_ncols=True)
         self.writer = self.file = None
-        if main:
-            from torch.utils.tensorboard import SummaryWriter
 
+    def start(self) -> None:
+        """Open the run's folder (main process): config.json, TensorBoard, log.jsonl."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        try:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-            self.writer = SummaryWriter(str(self.out / "tensorboard"))
+            (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
             self.file = open(self.out / "log.jsonl", "a")
+        except OSError as e:
+            raise OutputError(f"{self.out}: cannot write the run's folder ({e.strerror or e})") from None
+        self.writer = SummaryWriter(str(self.out / "tensorboard"))
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.file is not None:
@@ -369,10 +404,7 @@ class RunLog:
             self.writer.add_image(f"val/{i}_input_output_clean", img, step)
 
     def checkpoint(self, state: TrainState, name: str) -> None:
-        if self.main:
-            state.save(self.checkpoints, name, self.cfg.to_dict(), self.cfg.name)
-        if name == "last":
-            self.last_saved = state.step
+        state.save(self.checkpoints, name, self.cfg.to_dict(), self.cfg.name)
 
     def last_good(self) -> str:
         """Where the run can resume from, in words."""

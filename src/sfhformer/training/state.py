@@ -3,6 +3,7 @@ checkpoint files, and the weights a new run may start from."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, OutputError, TrainingError
+from ..errors import ConfigError, TrainingError
 from ..models import SFHformer, load, save
 from ..models.checkpoint import nonfinite_tensors
 from ..utils import atomic_path
@@ -25,13 +26,14 @@ class TrainState:
     random number generators, saved and restored as one ``state_dict()``.
 
     A checkpoint holds ``config`` (the network's, for our models), ``model``, ``optimizer``,
-    ``scheduler``, ``scaler``, ``ema``, ``step``, ``best_psnr`` and ``rng``;
-    :func:`sfhformer.load` reads its model from it.
+    ``scheduler``, ``scaler``, ``ema``, ``step``, ``best_psnr`` and ``rng``, and, written by
+    :meth:`save`, ``train_config`` (the run's configuration); :func:`sfhformer.load` reads its
+    model from it.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
-                 ema: torch.optim.swa_utils.AveragedModel | None = None) -> None:
+                 ema: EMA | None = None) -> None:
         self.model, self.optimizer, self.scheduler, self.scaler, self.ema = model, optimizer, scheduler, scaler, ema
         self.step = 0
         self.best_psnr = -math.inf
@@ -55,7 +57,8 @@ class TrainState:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the run was not in float16: a new float16 run starts afresh
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
@@ -93,11 +96,8 @@ class TrainState:
     def save(self, folder: Path, name: str, run_config: dict[str, Any], run_name: str) -> None:
         """``<name>.pt`` (everything, to resume) and, for our models, ``<name>.safetensors``
         (the weights users restore with), each written atomically."""
-        try:
-            with atomic_path(folder / f"{name}.pt") as tmp:
-                torch.save({**self.state_dict(), "train_config": run_config}, tmp)
-        except OSError as e:
-            raise OutputError(f"{folder / f'{name}.pt'}: cannot be written ({e.strerror or e})") from None
+        with atomic_path(folder / f"{name}.pt") as tmp:
+            torch.save({**self.state_dict(), "train_config": run_config}, tmp)
         if isinstance(self.model, SFHformer):
             save(self.weights, folder / f"{name}.safetensors", metadata={"step": str(self.step), "name": run_name})
 
@@ -121,27 +121,56 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def ema_update_fn(decay: float):
-    """EMA of weights with warm-up: the decay at update n is min(decay, (1 + n) / (10 + n)), so
-    short runs are not dominated by the random initial weights (timm's ModelEmaV3 warm-up)."""
-    def update(ema_tensors: list[torch.Tensor], tensors: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        n = float(num_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        for e, t in zip(ema_tensors, tensors):
-            if e.is_floating_point():
-                e.lerp_(t, 1 - d)
-            else:  # integer buffers (BatchNorm's batch counter) follow the model
-                e.copy_(t)
-    return update
+class EMA:
+    """An exponential moving average of a model's weights and buffers, with warm-up: update n
+    (from 0) copies the model at n = 0, then mixes with decay min(decay, (1 + n) / (10 + n)), so
+    short runs are not dominated by the random initial weights (timm's ModelEmaV3 warm-up).
+
+    The update count lives on the host and the mixing is one fused in-place operation, so an
+    update never waits for the device. ``state_dict()`` has the layout of
+    ``torch.optim.swa_utils.AveragedModel`` (``module.``-prefixed entries and ``n_averaged``),
+    which earlier checkpoints hold.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model)
+        self.module.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ours, theirs = self.module.state_dict(), model.state_dict()
+        floats = [k for k, v in ours.items() if v.is_floating_point()]
+        if self.updates == 0:
+            for k, v in ours.items():
+                v.copy_(theirs[k])
+        else:
+            n = self.updates
+            torch._foreach_lerp_([ours[k] for k in floats], [theirs[k] for k in floats],
+                                 1 - min(self.decay, (1 + n) / (10 + n)))
+            for k, v in ours.items():  # integer buffers (BatchNorm's batch counter) follow the model
+                if not v.is_floating_point():
+                    v.copy_(theirs[k])
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**{f"module.{k}": v for k, v in self.module.state_dict().items()},
+                "n_averaged": torch.tensor(self.updates)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.module.load_state_dict({k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")})
+        self.updates = int(state["n_averaged"])
 
 
 def initial_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict a run starts from with ``train.init_from``: from a training checkpoint
     (``.pt``) its EMA weights when it kept them, else its model; from a weights file (ours or
-    the authors', :func:`sfhformer.load`) the model it holds."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"{path}: train.init_from names no file")
+    the authors', :func:`sfhformer.load`) or a bundled model's name, the model it holds."""
+    from ..pretrained import bundled_model, resolve_weights
+
+    if not Path(path).is_file() and bundled_model(path) is None:
+        raise TrainingError(f"{path}: train.init_from names no file, nor a bundled model")
+    path = resolve_weights(path)
     if path.suffix == ".pt":
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state:
