@@ -162,33 +162,60 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_folders, evaluate_restorer, format_table, summarize, write_reports
+    from .metrics import AUTHORS, Protocol
 
     failures: list[str] = []  # one line per image that could not be scored; the others are
+    if args.task and args.protocol != "authors":
+        raise ConfigError("--task chooses the authors' scoring of a task: use it with --protocol authors")
     if args.pred or args.gt:
         if not (args.pred and args.gt) or args.weights or args.data:
             raise ConfigError("score folders with --pred DIR --gt DIR, or a model with --weights W --data DIR")
-        crop, y = args.crop_border or 0, bool(args.y_channel)
-        rows = evaluate_folders(args.pred, args.gt, crop, y, errors=failures)
+        task = args.task or "other"
+        default_crop, default_y = 0, False
     else:
         if not (args.weights and args.data):
             raise ConfigError("give --weights and --data (or --pred and --gt)")
-        from .data import LAYOUTS, PairedImageDataset
+        from .data import get_layout
+        layout = get_layout(args.layout)
+        task = args.task or layout.task
+        default_crop, default_y = layout.crop_border, layout.y_channel
+    if args.protocol == "authors":
+        protocol = AUTHORS[task]
+        if args.y_channel is not None or args.crop_border is not None:
+            raise ConfigError("--protocol authors fixes the channel and the crop; --task chooses among them")
+    else:
+        protocol = Protocol(y_channel=default_y if args.y_channel is None else args.y_channel,
+                            crop_border=default_crop if args.crop_border is None else args.crop_border)
+    if args.pred:
+        rows = evaluate_folders(args.pred, args.gt, errors=failures, protocol=protocol)
+    else:
+        from .data import PairedImageDataset
 
-        dataset = PairedImageDataset(args.data, layout=args.layout)
-        layout = LAYOUTS[args.layout]
-        crop = layout.crop_border if args.crop_border is None else args.crop_border
-        y = layout.y_channel if args.y_channel is None else args.y_channel
-        restorer = _restorer(args)
-        rows = evaluate_restorer(restorer, dataset, crop, y, save_dir=args.save_images, errors=failures)
+        authors = args.protocol == "authors"
+        # the authors' loaders crop to a multiple of 8 before the network; their scripts run whole
+        # images, or GoPro's sliding windows
+        dataset = PairedImageDataset(args.data, layout=args.layout, split=args.split,
+                                     center_multiple=protocol.multiple if authors else None)
+        options = {}
+        if authors and args.tile is None:
+            options = {"tile": None, "max_pixels": 1 << 40}
+            if task == "motion_blur":
+                options["window"] = (128, 32)
+        restorer = _restorer(args, **options)
+        rows = evaluate_restorer(restorer, dataset, save_dir=args.save_images, errors=failures, protocol=protocol)
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     if not rows:
         print(f"no image could be scored; {len(failures)} failed", file=sys.stderr)
         return EXIT_FAILED
-    summary = summarize(rows, crop_border=crop, y_channel=y)
+    summary = summarize(rows, protocol=args.protocol, task=task if args.protocol == "authors" else None,
+                        crop_border=protocol.crop_border, y_channel=protocol.y_channel)
     print(format_table(rows, summary))
-    print(f"{summary['images']} images, {'Y channel (BT.601)' if y else 'RGB'}, crop border {crop}"
-          + (f"; {len(failures)} failed" if failures else ""))
+    how = (f"the authors' scoring for {task} ({'Y' if protocol.y_channel else 'RGB'}, float values, centre crop to "
+           f"a multiple of {protocol.multiple}{', SSIM on pooled images' if protocol.pool_ssim else ''})"
+           if args.protocol == "authors" else
+           f"{'Y channel (BT.601)' if protocol.y_channel else 'RGB'}, crop border {protocol.crop_border}")
+    print(f"{summary['images']} images, {how}" + (f"; {len(failures)} failed" if failures else ""))
     write_reports(rows, summary, args.csv, args.json)
     return EXIT_FAILED if failures else 0
 
@@ -343,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the BT.601 luma (default: per layout; deraining uses Y)")
     y.add_argument("--rgb", dest="y_channel", action="store_false", help="score RGB")
     p.add_argument("--crop-border", type=int, default=None, help="pixels cut from each side before scoring")
+    p.add_argument("--protocol", choices=["basicsr", "authors"], default="basicsr",
+                   help="basicsr (default): uint8, per-layout Y/crop; authors: as the authors' scripts score "
+                        "the task (float values, centre crop to a multiple of 8, Y for rain, pooled SSIM for haze)")
+    p.add_argument("--task", choices=["haze", "rain", "raindrop", "lowlight", "underwater", "motion_blur", "other"],
+                   help="with --protocol authors: the task whose scoring to use (default: the layout's)")
+    p.add_argument("--split", help="keep the images a split names (lsui_test, uieb_test, ... or a file of names)")
     p.add_argument("--csv", help="per-image CSV")
     p.add_argument("--json", help="summary JSON (with per-image rows)")
     p.add_argument("--save-images", metavar="DIR", help="keep the restored images")

@@ -15,18 +15,20 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError, ImageError, NotFoundError
-from .io import IMAGE_EXTENSIONS, is_temporary, read_image, write_image
-from .metrics import score, to_rgb_uint8, to_uint8_array
+from .io import IMAGE_EXTENSIONS, is_temporary, read_image, rgb_pixels, write_image
+from .metrics import Protocol, score, to_uint8_array
 from .utils import atomic_path, shorten_list
 
 
 def evaluate_restorer(restorer, dataset, crop_border: int = 0, y_channel: bool = False,
                       save_dir: str | os.PathLike | None = None, progress: bool = True,
-                      errors: list[str] | None = None) -> list[dict[str, Any]]:
+                      errors: list[str] | None = None, protocol: Protocol | None = None) -> list[dict[str, Any]]:
     """Per-image PSNR/SSIM of a :class:`~sfhformer.restore.Restorer` over a paired dataset (whole
     images), and of the degraded inputs for reference. ``save_dir`` keeps the outputs as PNG.
+    ``protocol`` overrides the BasicSR scoring that ``crop_border`` and ``y_channel`` describe.
     With ``errors`` (a list), an image that cannot be read or scored is skipped and its one-line
     error appended there; without, the error is raised."""
+    p = protocol or Protocol(crop_border=crop_border, y_channel=y_channel)
     from tqdm.auto import tqdm
 
     rows = []
@@ -35,8 +37,8 @@ def evaluate_restorer(restorer, dataset, crop_border: int = 0, y_channel: bool =
             sample = dataset[i]
             pred = restorer.restore_tensor(sample["lq"][None])
             name = str(dataset.pairs[i][0]) if hasattr(dataset, "pairs") else sample["name"]
-            values = score(pred, sample["gt"], crop_border, y_channel, name)
-            inputs = score(sample["lq"], sample["gt"], crop_border, y_channel, name)
+            values = score(pred, sample["gt"], name=name, protocol=p)
+            inputs = score(sample["lq"], sample["gt"], name=name, protocol=p)
             if save_dir is not None:
                 write_image(Path(save_dir) / f"{sample['name']}.png", to_uint8_array(pred))
         except ImageError as e:
@@ -75,14 +77,18 @@ def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> lis
 
 
 def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, crop_border: int = 0,
-                     y_channel: bool = False, errors: list[str] | None = None) -> list[dict[str, Any]]:
-    """Per-image PSNR/SSIM of a folder of restored images against a folder of ground truth.
-    With ``errors`` (a list), a pair that cannot be read or scored is skipped and its one-line
-    error appended there; without, the error is raised."""
+                     y_channel: bool = False, errors: list[str] | None = None,
+                     protocol: Protocol | None = None) -> list[dict[str, Any]]:
+    """Per-image PSNR/SSIM of a folder of restored images against a folder of ground truth,
+    each read at its full precision (16-bit PNG, float TIFF: quantized only if the protocol
+    says so). ``protocol`` overrides the BasicSR scoring that ``crop_border`` and ``y_channel``
+    describe. With ``errors`` (a list), a pair that cannot be read or scored is skipped and its
+    one-line error appended there; without, the error is raised."""
+    p = protocol or Protocol(crop_border=crop_border, y_channel=y_channel)
     rows = []
     for pred_path, gt_path in match_folders(pred_dir, gt_dir):
         try:
-            rows.append(_score_files(pred_path, gt_path, crop_border, y_channel))
+            rows.append(_score_files(pred_path, gt_path, p))
         except ImageError as e:
             if errors is None:
                 raise
@@ -90,13 +96,12 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, cro
     return rows
 
 
-def _score_files(pred_path: Path, gt_path: Path, crop_border: int, y_channel: bool) -> dict[str, Any]:
-    pred, gt = read_image(pred_path), read_image(gt_path)
-    a, b = to_rgb_uint8(pred.pixels), to_rgb_uint8(gt.pixels)
+def _score_files(pred_path: Path, gt_path: Path, protocol: Protocol) -> dict[str, Any]:
+    a, b = rgb_pixels(read_image(pred_path).pixels), rgb_pixels(read_image(gt_path).pixels)
     if a.shape != b.shape:
         raise ImageError(f"{pred_path}: size {a.shape[1]}x{a.shape[0]} differs from {gt_path} "
                          f"({b.shape[1]}x{b.shape[0]})")
-    values = score(a, b, crop_border, y_channel, str(pred_path))
+    values = score(a, b, name=str(pred_path), protocol=protocol)
     return {"name": gt_path.stem, "psnr": values[0], "ssim": values[1]}
 
 

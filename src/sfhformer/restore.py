@@ -118,6 +118,25 @@ def forward_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap:
     return out / weight
 
 
+def forward_sliding(fn: Callable[[Tensor], Tensor], x: Tensor, size: int, stride: int) -> Tensor:
+    """The authors' sliding-window inference (their GoPro test script): windows of ``size`` at
+    every multiple of ``stride`` below the image size, cut short at the bottom and right edges
+    rather than shifted, each output clamped to [0, 1], overlaps averaged uniformly.
+
+    Args:
+        x: (B, C, H, W).
+    """
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    count = torch.zeros(1, 1, h, w, dtype=x.dtype, device=x.device)
+    for i in range(max(h // stride, 1)):
+        for j in range(max(w // stride, 1)):
+            window = (..., slice(i * stride, i * stride + size), slice(j * stride, j * stride + size))
+            out[window] += fn(x[window]).clamp(0, 1)
+            count[window] += 1
+    return out / count
+
+
 def count_tiles(h: int, w: int, tile: int, overlap: int) -> int:
     return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
 
@@ -162,6 +181,8 @@ class Restorer:
             that area.
         ensemble: average the 8 flips/rotations (8x slower, usually a little better).
         progress: show a progress bar over the tiles of large images.
+        window: (size, stride): the authors' sliding-window inference instead of whole images
+            or tiles (:func:`forward_sliding`; their GoPro test uses (128, 32)).
         keep_freed_memory: on a CPU, let the process reuse freed memory
             (:func:`sfhformer.utils.keep_freed_memory`): 3-6x faster on large images, but
             the setting is process-wide and permanent, and the process holds on to its peak
@@ -172,7 +193,8 @@ class Restorer:
     def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
                  tile: int | None = None, tile_overlap: int | None = None,
                  max_pixels: int | None = None, ensemble: bool = False, progress: bool = False,
-                 keep_freed_memory: bool = False, default_tile_overlap: int = DEFAULT_TILE_OVERLAP) -> None:
+                 keep_freed_memory: bool = False, default_tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 window: tuple[int, int] | None = None) -> None:
         self.device = resolve_device(device)
         if tile is not None and tile < 16:
             raise ConfigError(f"tile must be at least 16 pixels, got {tile}")
@@ -197,7 +219,9 @@ class Restorer:
             warnings.warn("half precision is for CUDA devices; running in float32", stacklevel=2)
             half = False
         self.model = model.to(self.device).eval()
-        self.half = half
+        if window is not None and not (len(window) == 2 and 0 < window[1] <= window[0]):
+            raise ConfigError(f"window must be (size, stride) with 0 < stride <= size, got {window}")
+        self.half, self.window = half, window
         self.ensemble, self.progress = ensemble, progress
 
     @classmethod
@@ -252,9 +276,12 @@ class Restorer:
         check_range(x, what)
         src_device = x.device
         x = x.to(self.device, torch.float32)
-        tile = self.tile_size(*x.shape[-2:])
+        tile = None if self.window else self.tile_size(*x.shape[-2:])
         bar = None
-        if tile is None:
+        if self.window:
+            def fn(t: Tensor) -> Tensor:
+                return forward_sliding(self._forward, t, *self.window)
+        elif tile is None:
             fn = self._forward
         else:
             tiles = count_tiles(*x.shape[-2:], tile, self.tile_overlap)

@@ -10,18 +10,19 @@ Samples are dicts: ``lq`` (degraded) and ``gt`` (clean), (3, H, W) float32 in [0
 
 from __future__ import annotations
 
+import math
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError, ImageError, NotFoundError
-from ..io import IMAGE_EXTENSIONS, is_temporary, read_image, rgb_pixels, to_tensor
-from ..utils import pad_bottom_right, shorten_list
+from ..io import read_image, rgb_pixels, to_tensor
+from ..utils import pad_bottom_right
+from .layouts import find_pairs, get_layout, layout_folders
 from .degradations import Compose
 
 
@@ -56,6 +57,18 @@ def random_crop(tensors: list[torch.Tensor], size: int, g: torch.Generator, pad_
     return [t[..., top:top + size, left:left + size] for t in tensors]
 
 
+def resize_to_cover(tensors: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    """Each (C, H, W) tensor resized up (bilinear, aspect kept) so its short side is at least
+    ``size``; larger ones unchanged. The authors' loaders do this to images below their crop
+    (with width and height swapped, a slip this keeps out)."""
+    h, w = tensors[0].shape[-2:]
+    if min(h, w) >= size:
+        return tensors
+    scale = size / min(h, w)
+    shape = (max(size, math.ceil(h * scale)), max(size, math.ceil(w * scale)))
+    return [F.interpolate(t[None], size=shape, mode="bilinear", align_corners=False)[0].clamp(0, 1) for t in tensors]
+
+
 def random_flip_rotate(tensors: list[torch.Tensor], g: torch.Generator) -> list[torch.Tensor]:
     """The same random horizontal flip and 90-degree rotation of each tensor."""
     k, flip = int(torch.randint(0, 4, (), generator=g)), bool(torch.randint(0, 2, (), generator=g))
@@ -67,138 +80,74 @@ def _split_index(item: int | tuple[int, int]) -> tuple[int, int]:
     return (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (int(item), 0)
 
 
-# ---------------------------------------------------------------------------------------------
-# Benchmark layouts
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Layout:
-    """How a benchmark stores its pairs under a root folder.
-
-    Attributes:
-        degraded, clean: candidate sub-folders (the first that exists is used; "." = root).
-        pattern: regex the degraded file stems must match to take part.
-        rename: (regex, replacement) turning a degraded stem into its clean stem.
-        crop_clean: centre-crop clean images to their degraded partner's size (SOTS indoor).
-        y_channel, crop_border: how papers score this benchmark (``sfhformer eval`` defaults).
-    """
-
-    degraded: tuple[str, ...]
-    clean: tuple[str, ...]
-    pattern: str = r".*"
-    rename: tuple[str, str] | None = None
-    crop_clean: bool = False
-    y_channel: bool = False
-    crop_border: int = 0
-
-
-_HAZE = dict(degraded=("hazy",), clean=("gt", "GT", "clear"), rename=(r"_.*$", ""), crop_clean=True)
-LAYOUTS: dict[str, Layout] = {
-    # input/ and target/ with the same names (Restormer's and BasicSR's prepared test sets)
-    "paired": Layout(("input", "lq", "degraded"), ("target", "gt", "clean")),
-    "rain100": Layout(("rainy", "input", "."), ("norain", "target", "."), pattern=r"^rain-\d+$",
-                      rename=(r"^rain-", "norain-"), y_channel=True),
-    "rain200": Layout(("rain/X2", "rain", "input"), ("norain", "target"), pattern=r"^norain-\d+x2$",
-                      rename=(r"x2$", ""), y_channel=True),
-    "gopro": Layout(("blur", "input"), ("sharp", "target")),
-    "sots_indoor": Layout(**_HAZE),
-    "sots_outdoor": Layout(**_HAZE),
-    "its": Layout(**_HAZE),
-    "ots": Layout(**_HAZE),
-    "lol_v1": Layout(("low",), ("high",)),
-    "lol_v2_real": Layout(("Low", "low"), ("Normal", "normal"), rename=(r"^low", "normal")),
-    "lol_v2_synthetic": Layout(("Low", "low"), ("Normal", "normal")),
-    "snow100k": Layout(("synthetic",), ("gt",)),
-    "csd": Layout(("Snow", "snow"), ("Gt", "gt")),
-    "uieb": Layout(("raw-890", "raw", "input"), ("reference-890", "reference", "target")),
-}
-
-
-def _first_dir(root: Path, candidates: tuple[str, ...], what: str, layout: str) -> Path:
-    for c in candidates:
-        if (root / c).is_dir():
-            return root / c
-    raise NotFoundError(f"{root}: no {what} folder for layout {layout!r} (looked for {', '.join(candidates)})")
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_temporary(p))
-
-
-def find_pairs(degraded_dir: Path, clean_dir: Path, layout: Layout, name: str = "") -> list[tuple[Path, Path]]:
-    """(degraded, clean) file pairs matched by (renamed) stem, extensions free.
-
-    Raises:
-        ValueError: listing the degraded files that have no clean partner.
-    """
-    clean = {p.stem: p for p in _images_in(clean_dir)}
-    pattern = re.compile(layout.pattern)
-    pairs, unmatched = [], []
-    for path in _images_in(degraded_dir):
-        if not pattern.search(path.stem):
-            continue
-        stem = re.sub(layout.rename[0], layout.rename[1], path.stem) if layout.rename else path.stem
-        if stem in clean and clean[stem] != path:
-            pairs.append((path, clean[stem]))
-        else:
-            unmatched.append(path.name)
-    if unmatched:
-        raise DataError(f"{degraded_dir}: {len(unmatched)} degraded file(s) without a clean partner in "
-                        f"{clean_dir}{f' (layout {name!r})' if name else ''}: {shorten_list(unmatched)}")
-    if not pairs:
-        raise DataError(f"{degraded_dir}: no image pairs found against {clean_dir}")
-    return pairs
-
-
 class PairedImageDataset(Dataset):
     """Pairs of degraded and clean images from two folders, or a benchmark's root folder.
 
     Args:
         root: a benchmark's folder (with ``layout``), or None with both folders given.
-        layout: a name from :data:`LAYOUTS`; default ``"paired"`` (same file names).
+        layout: a name from :data:`~sfhformer.data.LAYOUTS`; default ``"paired"`` (same names).
         degraded_dir, clean_dir: explicit folders (override the layout's sub-folders).
         crop: random crop side for training; None keeps whole images.
         augment: random flips and 90-degree rotations (identical for both images).
         pad_small: reflect-pad images smaller than the crop instead of refusing them.
+        resize_small: resize images smaller than the crop up (bilinear, aspect kept) so their
+            short side is the crop, as the authors' loaders do; takes precedence over padding.
+        center_multiple: centre-crop both images to a multiple of this (the authors' test
+            loaders use 8), before anything else.
+        split: keep only the degraded files a split names (a shipped split such as
+            ``"lsui_test"``, or a text file of names).
         seed: the base seed of crops and augmentation.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, layout: str = "paired",
                  degraded_dir: str | os.PathLike | None = None, clean_dir: str | os.PathLike | None = None,
-                 crop: int | None = None, augment: bool = False, pad_small: bool = True, seed: int = 0) -> None:
-        if layout not in LAYOUTS:
-            raise ConfigError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
-        self.layout = LAYOUTS[layout]
+                 crop: int | None = None, augment: bool = False, pad_small: bool = True, seed: int = 0,
+                 resize_small: bool = False, center_multiple: int | None = None,
+                 split: str | os.PathLike | None = None) -> None:
+        self.layout = get_layout(layout)
         if degraded_dir is None or clean_dir is None:
             if root is None:
                 raise ConfigError("give a root folder, or both degraded_dir and clean_dir")
-            root = Path(root)
-            if not root.is_dir():
-                raise NotFoundError(f"{root}: no such folder")
-            degraded_dir = degraded_dir or _first_dir(root, self.layout.degraded, "degraded", layout)
-            clean_dir = clean_dir or _first_dir(root, self.layout.clean, "clean", layout)
+            found = layout_folders(Path(root), self.layout, layout)
+            degraded_dir, clean_dir = degraded_dir or found[0], clean_dir or found[1]
         for folder in (degraded_dir, clean_dir):
             if not Path(folder).is_dir():
                 raise NotFoundError(f"{folder}: no such folder")
-        self.pairs = find_pairs(Path(degraded_dir), Path(clean_dir), self.layout, layout)
+        self.pairs = find_pairs(Path(degraded_dir), Path(clean_dir), self.layout, layout, split)
         self.crop, self.augment, self.pad_small, self.seed = crop, augment, pad_small, seed
+        self.resize_small, self.center_multiple = resize_small, center_multiple
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        index, epoch = _split_index(item)
+    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair's (degraded, clean) tensors, whole, checked to match in size."""
         lq_path, gt_path = self.pairs[index]
-        lq, gt = load_rgb(lq_path), load_rgb(gt_path)
+        if self.layout.side_by_side:  # one file: degraded | clean
+            both = load_rgb(lq_path)
+            half = both.shape[-1] // 2
+            lq, gt = both[..., :half], both[..., half:2 * half]
+        else:
+            lq, gt = load_rgb(lq_path), load_rgb(gt_path)
         if gt.shape != lq.shape:
             if self.layout.crop_clean and all(c >= d for c, d in zip(gt.shape[-2:], lq.shape[-2:])):
                 gt = center_crop(gt, *lq.shape[-2:])
             else:
                 raise ImageError(f"{lq_path}: size {lq.shape[-1]}x{lq.shape[-2]} differs from its clean "
                                  f"partner {gt_path} ({gt.shape[-1]}x{gt.shape[-2]})")
+        if self.center_multiple:
+            m = self.center_multiple
+            lq, gt = (center_crop(t, t.shape[-2] - t.shape[-2] % m, t.shape[-1] - t.shape[-1] % m) for t in (lq, gt))
+        return lq, gt
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = _split_index(item)
+        lq, gt = self.load_pair(index)
+        lq_path = self.pairs[index][0]
         g = sample_generator(self.seed, epoch, index)
         if self.crop:
+            if self.resize_small:
+                lq, gt = resize_to_cover([lq, gt], self.crop)
             lq, gt = random_crop([lq, gt], self.crop, g, self.pad_small, str(lq_path))
         if self.augment:
             lq, gt = random_flip_rotate([lq, gt], g)

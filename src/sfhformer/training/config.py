@@ -35,6 +35,8 @@ class TrainConfig:
     min_lr: float = 1e-6  # the cosine schedule's floor
     schedule: Literal["cosine", "constant"] = "cosine"
     schedule_every: Literal["step", "epoch"] = "step"  # epoch: the rate changes once per epoch
+    schedule_length: int | None = None  # steps (or epochs) the cosine takes to reach min_lr; default: the run
+    steps_per_epoch: int | None = None  # default: dataset size // batch_size (one pass over the data)
     betas: tuple[float, float] = (0.9, 0.999)
     fft_loss_weight: float = 0.1
     grad_clip: float = 0.0  # 0: off
@@ -52,7 +54,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
             self.steps = 300_000
-        _at_least(self, "train", steps=1, epochs=1, batch_size=1, num_workers=0, bn_chunks=1)
+        _at_least(self, "train", steps=1, epochs=1, batch_size=1, num_workers=0, bn_chunks=1, schedule_length=1,
+                  steps_per_epoch=1)
         _at_least(self, "train", lr=0.0, min_lr=0.0, weight_decay=0.0, grad_clip=0.0, fft_loss_weight=0.0)
         if not 0 <= self.ema < 1:
             raise ConfigError(f"train.ema: expected a decay in [0, 1), got {self.ema}")
@@ -86,9 +89,12 @@ class PairedData:
     layout: str | None = None
     degraded_dir: str | None = None
     clean_dir: str | None = None
+    split: str | None = None  # a shipped split (lsui_train, ...) or a file of names
     crop: int | None = None
     augment: bool | None = None
     pad_small: bool | None = None
+    resize_small: bool | None = None  # resize images below the crop up (the authors' loaders)
+    center_multiple: int | None = None  # centre-crop to a multiple of this (the authors' test loaders: 8)
     seed: int | None = None
 
 
@@ -104,6 +110,7 @@ class DataConfig:
 @dataclass
 class ValConfig:
     every: int = 1000
+    protocol: Literal["basicsr", "authors"] = "basicsr"  # authors: float values, never rounded to uint8
     crop_border: int = 0
     y_channel: bool = False
     max_images: int | None = None

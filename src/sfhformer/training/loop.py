@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, OutputError, SFHformerError, TrainingError
-from ..metrics import psnr, score
+from ..metrics import Protocol, psnr, score
 from ..models import SFHformer, create_model, get_preset
 from ..models.network import frozen_batchnorm_stats
 from ..utils import shorten_list
@@ -113,7 +113,7 @@ def with_steps(cfg: RunConfig, dataset_size: int) -> tuple[RunConfig, int]:
     """``cfg`` with ``train.steps`` resolved (from ``train.epochs`` when given), and the steps
     of one epoch (whole global batches; the remainder is dropped)."""
     tc = cfg.train
-    steps_per_epoch = max(dataset_size // tc.batch_size, 1)
+    steps_per_epoch = tc.steps_per_epoch or max(dataset_size // tc.batch_size, 1)
     if tc.epochs is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, steps=tc.epochs * steps_per_epoch))
     return cfg, steps_per_epoch
@@ -148,7 +148,8 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
         use_global_batchnorm(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     per_epoch = steps_per_epoch if tc.schedule_every == "epoch" else 0
-    scheduler = make_scheduler(optimizer, tc.schedule, tc.lr, tc.min_lr, tc.steps, per_epoch)
+    length = tc.steps if tc.schedule_length is None else tc.schedule_length * (per_epoch or 1)
+    scheduler = make_scheduler(optimizer, tc.schedule, tc.lr, tc.min_lr, length, per_epoch)
     ema = EMA(model, tc.ema) if tc.ema else None
     scaler = torch.amp.GradScaler(procs.device.type, enabled=autocast_dtype(tc.amp, procs.device) == torch.float16)
     state = TrainState(model, optimizer, scheduler, scaler, ema)
@@ -316,7 +317,9 @@ def next_batch(batches):
 
 
 def validate_and_keep_best(state: TrainState, val_set, cfg: RunConfig, device: torch.device, log: "RunLog") -> None:
-    result = validate(state.weights, val_set, device, cfg.val.crop_border, cfg.val.y_channel, cfg.val.max_images)
+    vc = cfg.val
+    protocol = Protocol(quantize=vc.protocol == "basicsr", y_channel=vc.y_channel, crop_border=vc.crop_border)
+    result = validate(state.weights, val_set, device, max_images=vc.max_images, protocol=protocol)
     log.validation(state.step, result)
     if result["psnr"] > state.best_psnr:  # NaN weights score NaN: never "best"
         state.best_psnr = result["psnr"]
@@ -336,8 +339,10 @@ def check_state(state: TrainState, procs: Processes, last_good) -> None:
 
 @torch.no_grad()
 def validate(model: nn.Module, dataset, device: torch.device, crop_border: int = 0, y_channel: bool = False,
-             max_images: int | None = None) -> dict[str, Any]:
-    """Mean PSNR/SSIM of ``model`` (eval mode) and of the degraded input over whole images."""
+             max_images: int | None = None, protocol: Protocol | None = None) -> dict[str, Any]:
+    """Mean PSNR/SSIM of ``model`` (eval mode) and of the degraded input over whole images, by
+    ``protocol`` (default: BasicSR's, with ``crop_border`` and ``y_channel``)."""
+    p = protocol or Protocol(crop_border=crop_border, y_channel=y_channel)
     was_training = model.training
     model.eval()
     rows, previews = [], []
@@ -346,8 +351,8 @@ def validate(model: nn.Module, dataset, device: torch.device, crop_border: int =
         sample = dataset[i]
         lq, gt = sample["lq"][None].to(device), sample["gt"][None]
         pred = model(lq).float().clamp(0, 1).cpu()
-        rows.append((*score(pred, gt, crop_border, y_channel, f"validation image {sample['name']}"),
-                     psnr(lq.cpu(), gt, crop_border, y_channel)))  # the same size: it cannot fail where score did not
+        rows.append((*score(pred, gt, name=f"validation image {sample['name']}", protocol=p),
+                     psnr(lq.cpu(), gt, p.crop_border, p.y_channel, quantize=p.quantize, multiple=p.multiple)))
         previews.append(torch.cat([lq[0].cpu(), pred[0], gt[0]], dim=-1))
     model.train(was_training)
     arr = np.array(rows)
