@@ -88,8 +88,9 @@ def _restorer(args: argparse.Namespace, **options: Any):
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always")
         restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
-                                            overrides=parse_overrides(args.set), max_pixels=args.max_pixels,
-                                            ensemble=args.ensemble, keep_freed_memory=True, **tiling, **options)
+                                            overrides=parse_overrides(args.set),
+                                            **{"max_pixels": args.max_pixels, "ensemble": args.ensemble,
+                                               "keep_freed_memory": True, **tiling, **options})
     for note in notes:
         print(f"note: {note.message}", file=sys.stderr)
     return restorer
@@ -232,6 +233,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .zoo import MODELS, PAPER_SCORES, format_models
+
+    if args.json:
+        print(json.dumps({"models": [{**m.__dict__, "eval": m.eval_command()} for m in MODELS],
+                          "paper_scores": PAPER_SCORES}, indent=1))
+    else:
+        print(format_models())
+    return 0
+
+
 def cmd_spectrum(args: argparse.Namespace) -> int:
     from .spectrum import save_spectrum
 
@@ -311,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="your own clean photograph instead of the bundled one")
     p.set_defaults(func=cmd_demo)
 
+    p = command("models", "the bundled models and every checkpoint the authors released, with the eval command")
+    p.add_argument("--json", action="store_true", help="print JSON (with the paper's scores for every benchmark)")
+    p.set_defaults(func=cmd_models)
+
     p = command("spectrum", "Fourier spectra and radial energy profile of an image (and its clean reference)")
     p.add_argument("image")
     p.add_argument("clean", nargs="?", help="clean reference: adds its spectrum and the difference's")
@@ -387,7 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code: 0 all done, 1 some inputs or the run failed,
     2 usage or configuration error, 130 interrupted. Errors a user can cause print one line;
     anything else is a bug in this package and keeps its traceback."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train" and extra and not any(e.startswith("-") for e in extra):
+        args.overrides += extra  # overrides after an option: train CONFIG --dry-run key=value
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except SFHformerError as e:
@@ -396,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sfhformer {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (sfhformer models | head): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:
         traceback.print_exc()
         print(f"sfhformer {args.command}: internal error in sfhformer {__version__}, not a problem with your "

@@ -110,6 +110,7 @@ class DataConfig:
 @dataclass
 class ValConfig:
     every: int = 1000
+    every_epochs: int | None = None  # when set, every = this many epochs' steps
     protocol: Literal["basicsr", "authors"] = "basicsr"  # authors: float values, never rounded to uint8
     crop_border: int = 0
     y_channel: bool = False
@@ -117,7 +118,7 @@ class ValConfig:
     log_images: int = 3
 
     def __post_init__(self) -> None:
-        _at_least(self, "val", every=1, crop_border=0, log_images=0, max_images=1)
+        _at_least(self, "val", every=1, every_epochs=1, crop_border=0, log_images=0, max_images=1)
 
 
 @dataclass
@@ -131,9 +132,10 @@ class LogConfig:
 @dataclass
 class CheckpointConfig:
     every: int = 1000
+    every_epochs: int | None = None  # when set, every = this many epochs' steps
 
     def __post_init__(self) -> None:
-        _at_least(self, "checkpoint", every=1)
+        _at_least(self, "checkpoint", every=1, every_epochs=1)
 
 
 @dataclass

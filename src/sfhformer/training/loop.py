@@ -110,13 +110,19 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 def with_steps(cfg: RunConfig, dataset_size: int) -> tuple[RunConfig, int]:
-    """``cfg`` with ``train.steps`` resolved (from ``train.epochs`` when given), and the steps
-    of one epoch (whole global batches; the remainder is dropped)."""
+    """``cfg`` with the step counts that epochs set resolved (``train.steps`` from
+    ``train.epochs``, ``val.every`` and ``checkpoint.every`` from their ``every_epochs``), and the
+    steps of one epoch (``train.steps_per_epoch``, else whole global batches of the dataset)."""
     tc = cfg.train
     steps_per_epoch = tc.steps_per_epoch or max(dataset_size // tc.batch_size, 1)
+    changes: dict[str, Any] = {}
     if tc.epochs is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, steps=tc.epochs * steps_per_epoch))
-    return cfg, steps_per_epoch
+        changes["train"] = dataclasses.replace(tc, steps=tc.epochs * steps_per_epoch)
+    for section in ("val", "checkpoint"):
+        part = getattr(cfg, section)
+        if part.every_epochs is not None:
+            changes[section] = dataclasses.replace(part, every=part.every_epochs * steps_per_epoch)
+    return (dataclasses.replace(cfg, **changes) if changes else cfg), steps_per_epoch
 
 
 def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None,
