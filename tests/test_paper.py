@@ -331,3 +331,25 @@ def test_models_lists_every_release_with_a_command_that_parses(capsys):
     assert len(PAPER_SCORES) == 27 and PAPER_SCORES["LSUI"] == (30.18, 0.9449)
     assert main(["models", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["models"]) == len(MODELS)
+
+
+@pytest.mark.parametrize("task", sorted(AUTHORS))
+def test_eval_authors_protocol_per_task_against_scikit_image(task, tmp_path, capsys):
+    """Folders scored with --task T match scikit-image on the arrays T's scripts score: float,
+    centre-cropped to a multiple of 8, Y for rain/raindrop, pooled for haze."""
+    pool = AUTHORS[task].pool_ssim
+    pred, clean = _float_pair(468, 509, name="astronaut") if pool else _float_pair(300, 451, name="chelsea")
+    write_image(tmp_path / "pred" / "a.png", np.rint(pred * 65535).astype(np.uint16))  # 16 bits: kept
+    write_image(tmp_path / "gt" / "a.png", np.rint(clean * 255).astype(np.uint8))
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--protocol", "authors",
+                 "--task", task, "--json", str(tmp_path / "r.json")]) == 0
+    row = json.loads((tmp_path / "r.json").read_text())["images"][0]
+    a, b = _center8(np.rint(pred * 65535) / 65535), _center8(np.rint(clean * 255) / 255)
+    if AUTHORS[task].y_channel:
+        y = lambda x: x @ np.array([65.481, 128.553, 24.966]) / 255 + 16 / 255
+        a, b = y(a)[..., None], y(b)[..., None]
+    assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(b, a, data_range=1.0), abs=1e-6)
+    if pool:  # 464x504 after the crop: r = round(464 / 256) = 2
+        a, b = (x.reshape(232, 2, 252, 2, -1).mean(axis=(1, 3)) for x in (a, b))
+    assert row["ssim"] == pytest.approx(_sk_ssim(a, b), abs=1e-6)
+    capsys.readouterr()
