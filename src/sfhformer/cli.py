@@ -244,6 +244,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise NotFoundError("sfhformer serve needs its extra: pip install 'sfhformer[serve]'") from None
+    from .serve.app import create_app
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        if not args.token:
+            raise ConfigError(f"--host {args.host} lets other machines in: give a --token they must send")
+        print(f"warning: serving on {args.host}: anyone who can reach this machine and has the token can use it",
+              file=sys.stderr)
+    app = create_app(args.models, args.device, args.token, args.max_upload_mb, args.keep_minutes, args.queue)
+    shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"sfhformer serve: http://{shown}:{args.port}/" + (f"?token={args.token}" if args.token else ""), flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_spectrum(args: argparse.Namespace) -> int:
     from .spectrum import save_spectrum
 
@@ -326,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", "the bundled models and every checkpoint the authors released, with the eval command")
     p.add_argument("--json", action="store_true", help="print JSON (with the paper's scores for every benchmark)")
     p.set_defaults(func=cmd_models)
+
+    p = command("serve", "a local web app to restore and inspect images (pip install 'sfhformer[serve]')", "device")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--models", help="a folder of weights files to offer besides the bundled models")
+    p.add_argument("--token", help="required by every API call (X-Token header); needed for a --host other than local")
+    p.add_argument("--max-upload-mb", type=float, default=50, help="largest upload accepted (default 50)")
+    p.add_argument("--keep-minutes", type=float, default=30, help="how long finished results are kept (default 30)")
+    p.add_argument("--queue", type=int, default=8, help="images that may wait for the worker (default 8)")
+    p.set_defaults(func=cmd_serve)
 
     p = command("spectrum", "Fourier spectra and radial energy profile of an image (and its clean reference)")
     p.add_argument("image")

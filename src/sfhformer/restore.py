@@ -183,6 +183,8 @@ class Restorer:
         progress: show a progress bar over the tiles of large images.
         window: (size, stride): the authors' sliding-window inference instead of whole images
             or tiles (:func:`forward_sliding`; their GoPro test uses (128, 32)).
+        on_progress: called with (done, total) after each tile or pass of an image (a web page's
+            progress bar).
         keep_freed_memory: on a CPU, let the process reuse freed memory
             (:func:`sfhformer.utils.keep_freed_memory`): 3-6x faster on large images, but
             the setting is process-wide and permanent, and the process holds on to its peak
@@ -194,7 +196,8 @@ class Restorer:
                  tile: int | None = None, tile_overlap: int | None = None,
                  max_pixels: int | None = None, ensemble: bool = False, progress: bool = False,
                  keep_freed_memory: bool = False, default_tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 window: tuple[int, int] | None = None) -> None:
+                 window: tuple[int, int] | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> None:
         self.device = resolve_device(device)
         if tile is not None and tile < 16:
             raise ConfigError(f"tile must be at least 16 pixels, got {tile}")
@@ -221,7 +224,7 @@ class Restorer:
         self.model = model.to(self.device).eval()
         if window is not None and not (len(window) == 2 and 0 < window[1] <= window[0]):
             raise ConfigError(f"window must be (size, stride) with 0 < stride <= size, got {window}")
-        self.half, self.window = half, window
+        self.half, self.window, self.on_progress = half, window, on_progress
         self.ensemble, self.progress = ensemble, progress
 
     @classmethod
@@ -277,24 +280,33 @@ class Restorer:
         src_device = x.device
         x = x.to(self.device, torch.float32)
         tile = None if self.window else self.tile_size(*x.shape[-2:])
+        tiles = 1 if tile is None else count_tiles(*x.shape[-2:], tile, self.tile_overlap)
+        total, done = tiles * (8 if self.ensemble else 1), 0
+
+        def advance() -> None:
+            nonlocal done
+            done += 1
+            if self.on_progress is not None:
+                self.on_progress(done, total)
+
         bar = None
-        if self.window:
+        if tile is None:
             def fn(t: Tensor) -> Tensor:
-                return forward_sliding(self._forward, t, *self.window)
-        elif tile is None:
-            fn = self._forward
+                y = forward_sliding(self._forward, t, *self.window) if self.window else self._forward(t)
+                advance()
+                return y
         else:
-            tiles = count_tiles(*x.shape[-2:], tile, self.tile_overlap)
             if tiles > MAX_TILES:
                 raise ConfigError(f"a {x.shape[-1]}x{x.shape[-2]} image would take {tiles} tiles of {tile} px "
                                   f"(overlap {self.tile_overlap}), each a whole pass of the network; "
                                   f"use larger tiles (--tile, --max-pixels)")
             if self.progress:
                 from tqdm.auto import tqdm
-                bar = tqdm(total=tiles * (8 if self.ensemble else 1), desc="tiles", unit="tile", leave=False)
+                bar = tqdm(total=total, desc="tiles", unit="tile", leave=False)
 
             def after_tile() -> None:
                 release_freed_memory()  # else the heap fragments from tile to tile
+                advance()
                 if bar is not None:
                     bar.update()
 
