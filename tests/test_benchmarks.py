@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,3 +37,15 @@ def test_tiling_benchmark_scores_every_tiling_at_every_level(tmp_path):
             degraded = next(d["psnr"] for d in rows if d["level"] == r["level"] and d["tiling"] is None)
             assert r["psnr"] > degraded + 3, r
     assert "denoise  best " in run.stdout
+
+
+def test_serve_load_check_loses_nothing_and_answers_only_202_or_503(tmp_path):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    out = tmp_path / "serve.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve.py"), "--clients", "12", "--seconds", "6",
+                           "--size", "64", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["completed"] > 0 and result["lost"] == 0
+    assert set(result["statuses"]) <= {"202", "503"} and result["server_peak_rss_mb"] > 0
