@@ -68,12 +68,18 @@ def test_health_models_and_schema(client):
     assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404  # no CDN assets
 
 
-@pytest.mark.parametrize("kind", ["rgb8", "gray", "rgba", "deep16", "jpeg", "tiff_gray"])
+@pytest.mark.parametrize("kind", ["rgb8", "gray", "rgba", "gray_alpha", "deep16", "jpeg", "tiff_gray", "webp", "bmp",
+                                  "gif"])
 def test_every_kind_restore_handles_comes_back_as_restore_writes_it(kind, client, tmp_path):
     rgb = photo("chelsea")[:48, :64]
-    path = tmp_path / {"jpeg": "p.jpg", "tiff_gray": "p.tif"}.get(kind, "p.png")
-    if kind == "jpeg":
-        Image.fromarray(rgb).save(path, quality=90)
+    path = tmp_path / {"jpeg": "p.jpg", "tiff_gray": "p.tif", "webp": "p.webp", "bmp": "p.bmp",
+                       "gif": "p.gif"}.get(kind, "p.png")
+    if kind in ("jpeg", "webp", "bmp"):
+        Image.fromarray(rgb).save(path, quality=90) if kind != "bmp" else Image.fromarray(rgb).save(path)
+    elif kind == "gif":  # a palette image
+        Image.fromarray(rgb).quantize(64).save(path)
+    elif kind == "gray_alpha":
+        Image.fromarray(np.dstack([rgb[..., 0], np.full(rgb.shape[:2], 90, np.uint8)]), "LA").save(path)
     else:
         pixels = {"rgb8": rgb, "gray": rgb[..., 0], "rgba": rgb, "deep16": rgb.astype(np.uint16) * 257,
                   "tiff_gray": rgb[..., 1]}[kind]
