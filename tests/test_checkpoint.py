@@ -1,5 +1,6 @@
 """Reading weights files: wrappers, prefixes, and every way a file can be wrong."""
 
+import json
 import pickle
 
 import pytest
@@ -149,3 +150,32 @@ def test_convert_then_load_gives_the_same_output(tmp_path):
     with torch.no_grad():
         out = sfhformer.load(tmp_path / "lol.safetensors")(io["input"])
     assert (out - io["output"]).abs().max() <= 1e-4
+
+
+def test_hugging_face_folder_round_trip_and_model_card(tmp_path, capsys):
+    import yaml
+
+    from sfhformer.cli import main
+    from sfhformer.restore import Restorer
+    model = sfhformer.create_model("sfhformer_t")
+    folder = model.save_pretrained(tmp_path / "my-model", recipe="configs/x.yaml", metrics={"psnr": 30.5})
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    card = (folder / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["library_name"] == "sfhformer" and header["pipeline_tag"] == "image-to-image"
+    assert header["license"] == "mit" and "sfhformer_t" in header["tags"]
+    assert header["sfhformer"]["recipe"] == "configs/x.yaml" and header["sfhformer"]["metrics"] == {"psnr": 30.5}
+    assert json.loads((folder / "config.json").read_text())["preset"] == "sfhformer_t"
+    loaded = sfhformer.load(folder)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert Restorer.from_pretrained(folder, device="cpu").model.fused
+    # the CLI: convert an authors' file into a folder, then use the folder as --weights
+    assert main(["convert", str(GOLDEN / "lol_s.pth"), str(tmp_path / "lol-folder"), "--to-folder"]) == 0
+    assert sfhformer.load(tmp_path / "lol-folder").config.family == "lol"
+    header = yaml.safe_load((tmp_path / "lol-folder" / "README.md").read_text().split("---\n")[1])
+    assert header["sfhformer"]["source"].endswith("lol_s.pth")
+    assert main(["info", str(tmp_path / "lol-folder"), "--size", "32"]) == 0
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"empty: is a folder without model\.safetensors"):
+        sfhformer.load(tmp_path / "empty")

@@ -69,7 +69,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
     dst = Path(args.output)
     _refuse_existing(dst, args.overwrite)
-    model = convert(args.input, dst, args.preset, **parse_overrides(args.set))
+    model = convert(args.input, dst, args.preset, to_folder=args.to_folder, **parse_overrides(args.set))
     name = preset_name(model.config) or "no preset"
     print(f"wrote {dst} ({name}; {model.config})")
 
@@ -386,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("convert", "convert an authors' checkpoint to our safetensors format", "model", "overwrite")
     p.add_argument("input", help="checkpoint (.pth of the authors, or ours)")
-    p.add_argument("output", help="output .safetensors file")
+    p.add_argument("output", help="output .safetensors file (a folder with --to-folder)")
+    p.add_argument("--to-folder", action="store_true",
+                   help="write a folder in the Hugging Face layout: model.safetensors, config.json, README.md card")
     p.set_defaults(func=cmd_convert)
 
     p = command("restore", "restore image files", "weights", "model", "device", "tiling", "overwrite")

@@ -23,6 +23,7 @@ from .config import SFHformerConfig, get_preset, preset_name
 from .network import SFHformer
 
 FORMAT_NAME = "sfhformer"
+FOLDER_WEIGHTS, FOLDER_CONFIG, FOLDER_CARD = "model.safetensors", "config.json", "README.md"
 
 _WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "model_state_dict", "net")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -43,12 +44,14 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], S
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
+    if path.is_dir() and (path / FOLDER_WEIGHTS).is_file():  # a folder in the Hugging Face layout
+        path = path / FOLDER_WEIGHTS
     if not path.is_file():
         from ..pretrained import BUNDLED
 
         hint = (f"; an existing path wins over the bundled model {path.name!r}: run from another folder or "
                 f"rename it" if str(path) in BUNDLED else "")
-        raise CheckpointError(f"{path}: is a folder, not a weights file{hint}")
+        raise CheckpointError(f"{path}: is a folder without {FOLDER_WEIGHTS}, not weights{hint}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     config_data: Any = None
@@ -236,9 +239,46 @@ def save(model: SFHformer, path: str | os.PathLike, metadata: dict[str, str] | N
     return path
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, preset: str | None = None,
-            **overrides: Any) -> SFHformer:
-    """Read any supported checkpoint and write it in our format; returns the model."""
+def convert(src: str | os.PathLike, dst: str | os.PathLike, preset: str | None = None, *,
+            to_folder: bool = False, **overrides: Any) -> SFHformer:
+    """Read any supported checkpoint and write it in our format (a safetensors file, or with
+    ``to_folder`` a folder in the Hugging Face layout); returns the model."""
+    from ..pretrained import bundled_model
+
     model = load(src, preset, **overrides)
-    save(model, dst, metadata={"source": Path(src).name})
+    if to_folder:
+        bundled = bundled_model(src)
+        save_pretrained(model, dst, source=str(src), recipe=bundled.recipe if bundled else None)
+    else:
+        save(model, dst, metadata={"source": Path(src).name})
     return model
+
+
+def save_pretrained(model: SFHformer, folder: str | os.PathLike, *, source: str | None = None,
+                    recipe: str | None = None, metrics: dict[str, float] | None = None,
+                    license: str = "mit") -> Path:
+    """Write ``model`` as a folder in the Hugging Face layout, with nothing fetched or pushed:
+    ``model.safetensors`` (ours, its config in the metadata), ``config.json`` and a ``README.md``
+    model card whose YAML header carries ``library_name: sfhformer``, ``pipeline_tag:
+    image-to-image``, the license, tags, and the source, training recipe and metrics when known.
+    :func:`load`, ``Restorer.from_pretrained`` and every ``--weights`` take the folder."""
+    import yaml
+
+    folder = Path(folder)
+    config = model.config.to_dict()
+    preset = preset_name(model.config)
+    save(model, folder / FOLDER_WEIGHTS, metadata={"source": source or ""})
+    with atomic_path(folder / FOLDER_CONFIG) as tmp:
+        tmp.write_text(json.dumps({"library": FORMAT_NAME, "preset": preset, **config}, indent=1))
+    known = {"preset": preset, "config": config, "source": source, "recipe": recipe, "metrics": metrics}
+    header = {"library_name": FORMAT_NAME, "pipeline_tag": "image-to-image", "license": license,
+              "tags": ["sfhformer", "image-restoration", f"{model.config.family}-family"] + ([preset] if preset else []),
+              "sfhformer": {k: v for k, v in known.items() if v is not None}}
+    card = (f"---\n{yaml.safe_dump(header, sort_keys=False)}---\n\n# SFHformer{f' ({preset})' if preset else ''}\n\n"
+            f"An SFHformer network (\"When Fast Fourier Transform Meets Transformer for Image Restoration\", "
+            f"ECCV 2024) of the {model.config.family} family, in the layout of the `sfhformer` package:\n\n"
+            f"```python\nimport sfhformer\nmodel = sfhformer.load(\"{folder.name}\")\n```\n\n"
+            f"or `sfhformer restore photos/ -o restored/ --weights {folder.name}`.\n")
+    with atomic_path(folder / FOLDER_CARD) as tmp:
+        tmp.write_text(card)
+    return folder

@@ -140,6 +140,12 @@ class SFHformer(nn.Module):
         self.fused = True
         return self
 
+    def save_pretrained(self, folder, **card):
+        """A folder in the Hugging Face layout (:func:`sfhformer.models.checkpoint.save_pretrained`)."""
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, folder, **card)
+
     def set_grad_checkpointing(self, enable: bool = True) -> "SFHformer":
         """Recompute each block's activations in the backward pass instead of storing them:
         much less training memory for about a third more compute."""
