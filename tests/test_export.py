@@ -44,6 +44,18 @@ def test_onnx_runtime_matches_pytorch(weights, image, tmp_path):
     assert np.abs(ref - image.numpy()).max() > 0.05  # the model does change the photograph
 
 
+def test_onnx_without_a_size_runs_at_any_size(weights, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    assert main(["export", str(weights), "--format", "onnx", "-o", str(tmp_path / "any.onnx")]) == 0
+    session = ort.InferenceSession(str(tmp_path / "any.onnx"), providers=["CPUExecutionProvider"])
+    assert [str(d) for d in session.get_inputs()[0].shape[2:]] == ["height", "width"]
+    for h, w in [(96, 128), (67, 93), (101, 16)]:  # odd sizes too: padding and the Nyquist column vary
+        x = torch.from_numpy(photo("coffee")[:h, :w]).permute(2, 0, 1)[None].float() / 255
+        (out,) = session.run(None, {"image": x.numpy()})
+        assert out.shape == (1, 3, h, w)
+        assert np.abs(out - reference(weights, x).numpy()).max() <= 1e-4, (h, w)
+
+
 def test_torchscript_matches_pytorch(weights, image, tmp_path):
     assert main(["export", str(weights), "--format", "torchscript", "--size", "96", "128", "-o",
                  str(tmp_path / "m.pt")]) == 0

@@ -288,12 +288,15 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    if min(args.size) < 1:
+    if args.size is not None and min(args.size) < 1:
         raise ConfigError(f"--size must be two sizes of at least 1 pixel, got {args.size[0]} {args.size[1]}")
     dst = Path(args.output)
     _refuse_existing(dst, args.overwrite)
-    export(args.weights, dst, args.format, tuple(args.size), args.preset, parse_overrides(args.set))
-    print(f"wrote {dst} ({args.format}, input 1x3x{args.size[0]}x{args.size[1]})")
+    export(args.weights, dst, args.format, tuple(args.size) if args.size else None, args.preset,
+           parse_overrides(args.set))
+    shape = f"1x3x{args.size[0]}x{args.size[1]}" if args.size else (
+        "1x3xHxW, any H, W from 16" if args.format == "onnx" else "1x3x256x256")
+    print(f"wrote {dst} ({args.format}, input {shape})")
     return 0
 
 
@@ -371,11 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=8, help="strongest channels shown per branch")
     p.set_defaults(func=cmd_features, device="cpu")
 
-    p = command("export", "export weights to ONNX or TorchScript (fixed input size)", "model", "overwrite")
+    p = command("export", "export weights to ONNX (any input size) or TorchScript", "model", "overwrite")
     p.add_argument("weights", help="weights file or bundled model name")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"), help="input size")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                   help="fix the input size (default: ONNX takes any size from 16; TorchScript is traced at 256x256)")
     p.set_defaults(func=cmd_export)
 
     p = command("info", "parameters and MACs of presets or weights files", "model")

@@ -1,10 +1,11 @@
-"""Exporting a model for other runtimes: ONNX and TorchScript, at a fixed input size.
+"""Exporting a model for other runtimes: ONNX (any size, or a fixed one) and TorchScript (fixed).
 
 ONNX: the FFTs need the DFT operator (ONNX opset 17+); only PyTorch's dynamo-based exporter
 maps ``rfft2`` / ``irfft2`` onto it (the older TorchScript-based exporter refuses them), so we
 export with ``dynamo=True`` at opset 20. The model is exported in its fused inference form.
-Sizes are fixed: the network pads to a multiple of 4 with shape-dependent logic that the
-exported graph freezes; export once per input size.
+Without a size the graph takes any height and width from :data:`MIN_SIZE` up: while exporting,
+the network pads to a multiple of 4 and treats the spectrum's last column without branching on
+the size (``torch.compiler.is_exporting()``). TorchScript freezes the size it was traced at.
 """
 
 from __future__ import annotations
@@ -23,22 +24,42 @@ from .utils import atomic_path
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 20
+MIN_SIZE = 16  # the smallest side a size-free ONNX graph takes (the low-light family needs 16)
 
 
 def export(weights: str | os.PathLike, output: str | os.PathLike, fmt: str = "onnx",
-           size: tuple[int, int] = (256, 256), preset: str | None = None,
+           size: tuple[int, int] | None = None, preset: str | None = None,
            overrides: dict[str, Any] | None = None) -> Path:
-    """Write ``weights`` (a file or bundled name) as ONNX or TorchScript for (1, 3, *size) inputs."""
+    """Write ``weights`` (a file or bundled name) as ONNX or TorchScript for (1, 3, H, W) inputs:
+    ``size`` (H, W) fixes them; without it an ONNX graph takes any size from :data:`MIN_SIZE`
+    (TorchScript then traces at 256x256)."""
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
     model = load(weights, preset, **(overrides or {})).fuse()
-    example = torch.rand(1, 3, *size)
+    example = torch.rand(1, 3, *(size or (64, 80)))  # an example only: any size exports the same graph
     output = Path(output)
     with atomic_path(output, suffix=output.suffix) as tmp, torch.no_grad():
         if fmt == "onnx":
+            dims = None
+            if size is None:
+                h, w = (torch.export.Dim(n, min=MIN_SIZE, max=1 << 16) for n in ("height", "width"))
+                dims = {"x": {2: h, 3: w}}
             with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its passes
                 torch.onnx.export(model, (example,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
-                                  input_names=["image"], output_names=["restored"])
+                                  input_names=["image"], output_names=["restored"], dynamic_shapes=dims)
+            if size is None:
+                _drop_intermediate_shapes(tmp)
         else:
-            torch.jit.trace(model, example).save(str(tmp))
+            torch.jit.trace(model, example if size else torch.rand(1, 3, 256, 256)).save(str(tmp))
     return output
+
+
+def _drop_intermediate_shapes(path: Path) -> None:
+    """The exporter records the inverse FFT's intermediate shapes with the input's width where
+    the half spectrum has width // 2 + 1, and ONNX Runtime enforces recorded shapes; without
+    them it infers the right ones at run time."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))

@@ -77,12 +77,19 @@ def drop_non_hermitian_(f: torch.Tensor, width: int) -> torch.Tensor:
     undefined and lets it into the image for some sizes. Dropping it before irfft2 makes every
     backend compute what the CPU computes (there the result does not change).
     """
-    w = f.shape[-1]
-    for k in (0, w - 1) if width % 2 == 0 else (0,):
+    def hermitian(k: int) -> torch.Tensor:
         col = f[..., k].unflatten(1, (-1, 2))  # (B, C, 2, H): re, im
         mirrored = torch.roll(col.flip(-1), 1, -1)  # c[-h]
         re, im = col[:, :, 0] + mirrored[:, :, 0], col[:, :, 1] - mirrored[:, :, 1]
-        f[..., k] = torch.stack((re, im), 2).flatten(1, 2) / 2  # (c[h] + conj(c[-h])) / 2
+        return torch.stack((re, im), 2).flatten(1, 2) / 2  # (c[h] + conj(c[-h])) / 2
+
+    f[..., 0] = hermitian(0)
+    if torch.compiler.is_exporting():
+        # the last column is the Nyquist one only for even widths: weighted, not branched, so that
+        # an exported graph (ONNX at any size) does not fix the width's parity
+        f[..., -1] = f[..., -1] + (hermitian(-1) - f[..., -1]) * (1 - width % 2)
+    elif width % 2 == 0:
+        f[..., -1] = hermitian(-1)
     return f
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..utils import pad_bottom_right
@@ -50,6 +51,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.
     """Pad H and W at the bottom/right up to a multiple of ``multiple`` and at least ``min_size``
     (:func:`~sfhformer.utils.pad_bottom_right`: reflect where the image is large enough)."""
     h, w = x.shape[-2:]
+    if torch.compiler.is_exporting():  # no branch on the size, so that one graph serves every size
+        return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="reflect")  # >= min_size: exported so
     return pad_bottom_right(x, max(-(-h // multiple) * multiple, min_size),
                             max(-(-w // multiple) * multiple, min_size))
 
