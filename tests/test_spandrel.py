@@ -60,7 +60,7 @@ def _import_spandrel():
     try:
         import torchvision  # noqa: F401
         context = contextlib.nullcontext()
-    except Exception:  # missing, or a build for another torch (its operators fail to register)
+    except Exception:  # noqa: BLE001 -- missing, or a build for another torch (its operators fail to register)
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
         context = _torchvision_stand_in()
@@ -80,9 +80,9 @@ except ImportError as e:
     pytest.skip(f"spandrel cannot be imported, even with a stand-in torchvision ({e}); "
                 f"pip install --no-deps spandrel einops", allow_module_level=True)
 
-from spandrel import ImageModelDescriptor, ModelLoader, ModelTiling  # noqa: E402
+from spandrel import ImageModelDescriptor, ModelLoader, ModelTiling
 
-from sfhformer.errors import CheckpointError  # noqa: E402
+from sfhformer.errors import CheckpointError
 
 SMALL_TAGS = ["16-32-64nf", "1-1-1-1-1b"]
 # file -> (tags, tiling); the reference is sfhformer.load(file).fuse()
@@ -197,7 +197,8 @@ def test_converted_its_file_gives_the_authors_its_output(files):
 
 
 def test_saved_model_state_dict_loads_again(files, tmp_path):
-    """What chaiNNer's Save Model writes (the module's state dict, no config) loads back."""
+    """A loaded model's state dict saved back (our key names, no config), as tools that save a
+    spandrel model write it, loads again as the same model."""
     for name in ("lol_s.pth", "deblur.safetensors", "its.safetensors"):
         descriptor = ModelLoader().load_from_file(files[name])
         saved = tmp_path / f"{name}.resaved.pth"
@@ -209,11 +210,11 @@ def test_saved_model_state_dict_loads_again(files, tmp_path):
 
 
 @pytest.mark.parametrize("dtype, mean_tol, max_tol", [(torch.float16, 1e-3, 1e-2), (torch.bfloat16, 5e-3, 5e-2)])
-@pytest.mark.parametrize("name", ["haze_small_bn.pth", "lol_s.pth", "paper_small_g4.pth", "deblur.safetensors"])
+@pytest.mark.parametrize("name", ["haze_small_bn.pth", "lol_s.pth", "deblur.safetensors"])
 def test_reduced_precision_stays_close(name, dtype, mean_tol, max_tol, files):
     """supports_half / supports_bfloat16 are claimed on what this measures (on CPU): the model
     runs in that dtype, its output keeps the dtype, is finite and close to float32's."""
-    x = _inputs(name)[0]
+    x = _inputs(name)[0][:1]  # one image: float16 / bfloat16 convolutions are slow on CPU
     reference = ModelLoader().load_from_file(files[name])(x)
     descriptor = ModelLoader().load_from_file(files[name]).to(dtype)
     out = descriptor(x.to(dtype))
@@ -234,21 +235,33 @@ def test_no_other_architecture_claims_our_files(name, files):
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_detected_in_both_namings(preset):
-    """A freshly initialised model of every preset, in our key names and in the authors'; the
-    authors' ITS keys are OTS's, so those read as haze_ots."""
+    """A freshly initialised model of every preset, in our key names and in the authors' (the
+    authors' real ITS file keeps the unused Fourier BN, and so reads as OTS: see the golden
+    haze_small_nobn above; without it, as here, it reads as ITS)."""
     config = get_preset(preset)
     model = SFHformer(config)
     ours = model.state_dict()
-    theirs = {authors_key_map(model)[k]: v for k, v in ours.items()}
+    names = authors_key_map(model)
+    theirs = {names[k]: v for k, v in ours.items()}
     assert integration.config_of(ours) == (config, True)
-    authors_config = get_preset("haze_ots") if preset == "haze_its" else config
-    assert integration.config_of(theirs) == (authors_config, False)
+    assert integration.config_of(theirs) == (config, False)
     assert _claimed_by(ours) == _claimed_by(theirs) == ["SFHformer"]
+    assert integration._tags(config) == [config.family, preset]
+    dehaze_or_low_light = preset.startswith(("haze_", "lol_"))
+    assert integration._tiling(config) == (ModelTiling.DISCOURAGED if dehaze_or_low_light else ModelTiling.SUPPORTED)
 
 
 def _others():
-    from spandrel.architectures import (DAT, ESRGAN, FFTformer, MixDehazeNet, NAFNet, RetinexFormer, SCUNet,
-                                        SwinIR)
+    from spandrel.architectures import (
+        DAT,
+        ESRGAN,
+        FFTformer,
+        MixDehazeNet,
+        NAFNet,
+        RetinexFormer,
+        SCUNet,
+        SwinIR,
+    )
     return {  # small configs of a few of spandrel's architectures (restoration and SR)
         "ESRGAN": lambda: ESRGAN.ESRGAN(num_filters=16, num_blocks=2, scale=4),
         "SwinIR": lambda: SwinIR.SwinIR(embed_dim=12, depths=[1], num_heads=[2], window_size=4, img_size=16),

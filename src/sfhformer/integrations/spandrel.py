@@ -20,7 +20,8 @@ of that preset hold no Fourier BatchNorm, which is how they are told apart. See 
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -38,8 +39,14 @@ except ImportError as e:  # spandrel itself, or its own dependencies (torchvisio
     raise ImportError(f"sfhformer.integrations.spandrel needs spandrel (pip install 'spandrel>=0.4'): {e}") from e
 
 from ..errors import CheckpointError, ConfigError
-from ..models.authors import authors_key_map, infer_config, is_unused_authors_key, to_authors_key, to_our_state
-from ..models.checkpoint import _fit, nonfinite_tensors
+from ..models.authors import (
+    authors_key_map,
+    infer_config,
+    is_unused_authors_key,
+    to_authors_key,
+    to_our_state,
+)
+from ..models.checkpoint import check_fit, nonfinite_tensors
 from ..models.config import FAMILIES, SFHformerConfig, preset_name
 from ..models.network import SFHformer
 from ..utils import shorten_list
@@ -58,16 +65,16 @@ def _meta_model(config: SFHformerConfig) -> SFHformer:
         return SFHformer(config)
 
 
-def _check_fit(state: Mapping[str, Any], config: SFHformerConfig, ours: bool) -> None:
+def _require_fit(state: Mapping[str, Any], config: SFHformerConfig, ours: bool) -> None:
     """Raise CheckpointError unless ``state`` has exactly the tensors of ``config``'s model
     (missing BatchNorm counters and the tensors the authors' forward never reads aside)."""
     model = _meta_model(config)
     what = preset_name(config) or f"the inferred {config}"
     if ours:
-        _fit(dict(state), model.state_dict(), "state dict", what)
+        check_fit(dict(state), model.state_dict(), "state dict", what)
     else:
         names = authors_key_map(model)
-        _fit(dict(state), {names[k]: v for k, v in model.state_dict().items()}, "state dict", what,
+        check_fit(dict(state), {names[k]: v for k, v in model.state_dict().items()}, "state dict", what,
              ignore=lambda key: is_unused_authors_key(key, config))
 
 
@@ -94,7 +101,7 @@ def infer_our_config(state: Mapping[str, Any]) -> SFHformerConfig:
         try:
             if family == "haze" and not any(".fourier.norm." in k for k in state):
                 config = config.replace(fourier_bn=False)
-            _check_fit(state, config, ours=True)
+            _require_fit(state, config, ours=True)
             return config
         except (ConfigError, CheckpointError) as e:
             why.append(f"{family}: {e}")
@@ -113,11 +120,13 @@ def config_of(state: Mapping[str, Any]) -> tuple[SFHformerConfig, bool]:
                               f"or ours (missing {shorten_list(missing, 4)})")
     try:
         config = infer_config(dict(state))
+        if config.family == "haze" and not any(".FFC.bn1." in k for k in state):
+            config = config.replace(fourier_bn=False)  # never so in the authors' files: they keep bn1
     except KeyError as e:
         raise CheckpointError(f"not an SFHformer checkpoint: it has no {e}") from None
     except ConfigError as e:
         raise CheckpointError(f"not an SFHformer checkpoint: {e}") from None
-    _check_fit(state, config, ours=False)
+    _require_fit(state, config, ours=False)
     return config, False
 
 
@@ -127,7 +136,7 @@ def detect(state: Mapping[str, Any]) -> bool:
         return False
     try:
         config_of(state)
-    except Exception:  # a detector must never break the detection of the architectures after it
+    except Exception:  # noqa: BLE001 -- a detector must never break the detection of the architectures after it
         return False
     return True
 

@@ -125,7 +125,7 @@ def _has_our_names(state: dict[str, torch.Tensor]) -> bool:
     return any(k.split(".", 1)[0] in ("embed", "encoder1", "bottleneck") for k in state)
 
 
-def _fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, what: str,
+def check_fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, what: str,
          ignore: Any = lambda key: False) -> None:
     """Raise one CheckpointError listing missing, unexpected and mis-shaped keys, if any."""
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
@@ -206,10 +206,10 @@ def load(weights: str | os.PathLike, preset: str | None = None, *, device: str |
     what = f"preset {preset!r}" if preset else (preset_name(config) or f"the inferred {config}")
     expected = model.state_dict()
     if ours:
-        _fit(state, expected, path, what)
+        check_fit(state, expected, path, what)
     else:
         names = authors_key_map(model)
-        _fit(state, {names[k]: v for k, v in expected.items()}, path, what,
+        check_fit(state, {names[k]: v for k, v in expected.items()}, path, what,
              ignore=lambda key: is_unused_authors_key(key, config))
         state = to_our_state(state, model)  # only what the model reads: unused tensors may hold anything
     bad = [] if allow_nonfinite else nonfinite_tensors(state)
