@@ -130,10 +130,22 @@ def main() -> None:
                         help="inference cases run under each (training cases under the first)")
     parser.add_argument("--amp", action="store_true", help="also time bfloat16 autocast (fused model, peers, training)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (fused model, peers)")
+    parser.add_argument("--runtimes", nargs="+", choices=["torch", "onnxruntime"],
+                        help="PyTorch against ONNX Runtime on the same network (benchmarks/onnx_speed.py) instead")
     parser.add_argument("--json")
     parser.add_argument("--case", nargs=6, metavar=("MODEL", "VARIANT", "SIZE", "MODE", "DEVICE", "ALLOCATOR"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.runtimes:  # one comparison per preset and size, each in this process
+        import json
+
+        from onnx_speed import main as onnx_speed
+        rows = [onnx_speed(["--preset", p, "--size", str(size), "--threads", str(args.threads),
+                            "--repeats", str(args.repeats)]) for p in args.presets for size in args.sizes]
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"rows": rows}, f, indent=1)
+        return
     if args.case:
         import json
         name, variant, size, mode, device, allocator = args.case
