@@ -82,17 +82,20 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "sfhformer", "serve", "--port", str(port), "--device", "cpu"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         import httpx
         deadline = time.time() + 120
-        while time.time() < deadline:
+        while True:
+            if server.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"the server did not start (exit {server.poll()})")
             try:
                 if httpx.get(f"{base}/api/health").status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         data = photo_png(args.size)
         out = {"status": Counter(), "jobs": Counter(), "latency": [], "lost": 0}
         lock = threading.Lock()
@@ -119,7 +122,8 @@ def main(argv=None) -> dict:
     print(f"{args.clients} clients, {args.seconds:g} s, {args.size}x{args.size} photographs: "
           f"{result['completed']} restored, {result['rejected_503']} turned away (503), {result['lost']} lost; "
           f"latency p50 {result['latency_s']['p50']:.2f} s, p90 {result['latency_s']['p90']:.2f} s, "
-          f"p99 {result['latency_s']['p99']:.2f} s; server peak {peak:.0f} MB; statuses {result['statuses']}")
+          f"p99 {result['latency_s']['p99']:.2f} s; server peak {peak or float('nan'):.0f} MB; "
+          f"statuses {result['statuses']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     if other_5xx or out["lost"]:

@@ -197,3 +197,17 @@ def test_results_expire_and_temporary_files_do_not_outlive_the_server(models_dir
 def test_serve_refuses_a_public_address_without_a_token(capsys):
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert "give a --token" in capsys.readouterr().err
+
+
+def test_options_the_server_cannot_honour_are_refused(client, models_dir, tmp_path, monkeypatch):
+    assert "larger than this server's budget" in _restore(client, _png(photo()[:32, :32]), tile="100000").json()["detail"]
+    small = _png(photo()[:32, :32])
+    response = _restore(client, small, clean=_png(photo()[:40, :40]))
+    assert response.status_code == 400 and "must be the same size" in response.json()["detail"]
+    with pytest.raises(sfhformer.errors.ConfigError, match="--queue must be at least 1"):
+        create_app(models_dir, device="cpu", max_queue=0)
+    # a folder named like a bundled model in the working directory does not replace it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "denoise").mkdir()
+    with TestClient(create_app(None, device="cpu")) as other:
+        assert any(m["id"] == "denoise" for m in other.get("/api/models").json()["models"])

@@ -245,10 +245,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        raise NotFoundError("sfhformer serve needs its extra: pip install 'sfhformer[serve]'") from None
+    import importlib.util
+    from urllib.parse import quote
+
+    missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise NotFoundError(f"sfhformer serve needs its extra ({', '.join(missing)} missing): "
+                            f"pip install 'sfhformer[serve]'")
+    import uvicorn
+
     from .serve.app import create_app
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -257,8 +262,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"warning: serving on {args.host}: anyone who can reach this machine and has the token can use it",
               file=sys.stderr)
     app = create_app(args.models, args.device, args.token, args.max_upload_mb, args.keep_minutes, args.queue)
-    shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"sfhformer serve: http://{shown}:{args.port}/" + (f"?token={args.token}" if args.token else ""), flush=True)
+    shown = "localhost" if args.host in ("0.0.0.0", "::") else f"[{args.host}]" if ":" in args.host else args.host
+    print(f"sfhformer serve: http://{shown}:{args.port}/" + (f"?token={quote(args.token, safe='')}" if args.token else ""),
+          flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

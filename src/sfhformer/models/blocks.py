@@ -84,7 +84,7 @@ def drop_non_hermitian_(f: torch.Tensor, width: int) -> torch.Tensor:
         return torch.stack((re, im), 2).flatten(1, 2) / 2  # (c[h] + conj(c[-h])) / 2
 
     f[..., 0] = hermitian(0)
-    if torch.compiler.is_exporting():
+    if isinstance(width, torch.SymInt):
         # the last column is the Nyquist one only for even widths: weighted, not branched, so that
         # an exported graph (ONNX at any size) does not fix the width's parity
         f[..., -1] = f[..., -1] + (hermitian(-1) - f[..., -1]) * (1 - width % 2)

@@ -51,7 +51,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.
     """Pad H and W at the bottom/right up to a multiple of ``multiple`` and at least ``min_size``
     (:func:`~sfhformer.utils.pad_bottom_right`: reflect where the image is large enough)."""
     h, w = x.shape[-2:]
-    if torch.compiler.is_exporting():  # no branch on the size, so that one graph serves every size
+    if isinstance(h, torch.SymInt):  # a size-free export: no branch on the size, one graph for every size
         return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="reflect")  # >= min_size: exported so
     return pad_bottom_right(x, max(-(-h // multiple) * multiple, min_size),
                             max(-(-w // multiple) * multiple, min_size))

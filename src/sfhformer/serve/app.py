@@ -4,7 +4,7 @@
     uvicorn.run(app, host="127.0.0.1", port=8000)
 
 The page (``static/``) uses nothing but the API below; ``/openapi.json`` describes it. Limits:
-one worker per device runs jobs from a bounded queue (full: 503 with Retry-After); uploads
+one worker on the device runs jobs from a bounded queue (full: 503 with Retry-After); uploads
 above ``max_upload_mb`` are refused with 413 while they stream in, chunked ones too; results
 are kept ``keep_minutes`` after they finish. With a token, every API call and the schema need
 it in the ``X-Token`` header (compared in constant time). The server leaves the process
@@ -90,6 +90,11 @@ def create_app(models_dir: "str | Path | None" = None, device: str = "auto", tok
     """The server as an ASGI app (``uvicorn.run(app, ...)``, or FastAPI's test client)."""
     from ..restore import resolve_device
 
+    from ..errors import ConfigError
+
+    if max_queue < 1 or max_upload_mb <= 0 or keep_minutes < 0:
+        raise ConfigError(f"--queue must be at least 1, --max-upload-mb above 0 and --keep-minutes at least 0; "
+                          f"got {max_queue}, {max_upload_mb:g}, {keep_minutes:g}")
     device = str(resolve_device(device))
     models = discover_models(models_dir)
     worker: Worker | None = None
@@ -134,6 +139,10 @@ def create_app(models_dir: "str | Path | None" = None, device: str = "auto", tok
 
         if model not in models:
             raise HTTPException(400, f"unknown model {model!r}; this server offers {', '.join(models)}")
+        budget = models[model].max_pixels
+        if tile and tile * tile > budget:  # a tile is run whole: it must fit the pixel budget
+            raise HTTPException(400, f"tile {tile} is larger than this server's budget of {budget} pixels a pass "
+                                     f"(at most {int(budget ** 0.5)})")
         options: dict[str, Any] = {"ensemble": ensemble}
         if tile is not None:
             options["tile"] = tile or None  # 0: whole images up to the pixel budget
@@ -148,7 +157,11 @@ def create_app(models_dir: "str | Path | None" = None, device: str = "auto", tok
                 picture = read_image(folder / "input")  # refuse bad images now, with the reason
                 if clean is not None and clean.filename:
                     (folder / "clean").write_bytes(clean.file.read())
-                    read_image(folder / "clean")
+                    reference = read_image(folder / "clean")
+                    if reference.pixels.shape[:2] != picture.pixels.shape[:2]:
+                        raise HTTPException(400, f"the clean reference is {reference.pixels.shape[1]}x"
+                                                 f"{reference.pixels.shape[0]}, the image {picture.pixels.shape[1]}x"
+                                                 f"{picture.pixels.shape[0]}: they must be the same size")
             except SFHformerError as e:
                 raise HTTPException(400, str(e).replace(str(folder / "input"), image.filename or "the image")
                                     .replace(str(folder / "clean"), "the clean reference")) from None

@@ -7,6 +7,7 @@ import queue
 import shutil
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ class ModelEntry:
     task: str
     preset: str | None
     source: str
-    path: Path | None  # None: bundled
+    path: Path  # the weights file (a bundled model's inside the package)
     tile: int | None
     tile_overlap: int
     max_pixels: int
@@ -42,14 +43,15 @@ class ModelEntry:
 def discover_models(models_dir: str | Path | None) -> dict[str, ModelEntry]:
     """The bundled models and every weights file in ``models_dir`` (not its sub-folders)."""
     from ..models import load, preset_name
-    from ..pretrained import available
+    from ..pretrained import WEIGHTS_DIR, available
     from ..restore import DEFAULT_MAX_PIXELS, DEFAULT_TILE_OVERLAP
 
     entries: dict[str, ModelEntry] = {}
     for name, bundled in available().items():
-        model = load(name)
+        path = WEIGHTS_DIR / bundled.file  # the package's file: a folder of that name here must not win
+        model = load(path)
         entries[name] = ModelEntry(name, f"{name}: {bundled.description}", bundled.description.split(", ", 1)[-1],
-                                   preset_name(model.config), "bundled", None, bundled.tile, bundled.tile_overlap,
+                                   preset_name(model.config), "bundled", path, bundled.tile, bundled.tile_overlap,
                                    DEFAULT_MAX_PIXELS)
     if models_dir is not None:
         folder = Path(models_dir)
@@ -176,8 +178,9 @@ class Worker:
                 job.state = "done"
             except SFHformerError as e:
                 job.error, job.state = str(e).replace(str(job.folder) + "/", ""), "error"
-            except Exception as e:  # a bug: the job says so, the server keeps serving
-                job.error, job.state = f"internal error ({type(e).__name__}: {e})", "error"
+            except Exception as e:  # a bug: the job says so, the log keeps its traceback, the server goes on
+                traceback.print_exc()
+                job.error, job.state = f"internal error ({type(e).__name__}), please report it", "error"
             finally:
                 job.finished = time.time()
 
@@ -186,7 +189,7 @@ class Worker:
             from ..models import load
 
             entry = self.models[model_id]
-            self._loaded[model_id] = load(entry.path or model_id).fuse()
+            self._loaded[model_id] = load(entry.path).fuse()
         return self._loaded[model_id]
 
     def _restore(self, job: Job) -> None:
@@ -194,7 +197,8 @@ class Worker:
         from ..restore import Restorer
 
         entry = self.models[job.model]
-        options = {"tile": entry.tile, "default_tile_overlap": entry.tile_overlap, **job.options}
+        options = {"tile": entry.tile, "default_tile_overlap": entry.tile_overlap, "max_pixels": entry.max_pixels,
+                   **job.options}
 
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total
@@ -209,13 +213,13 @@ class Worker:
         if job.has_clean:
             clean = rgb_pixels(read_image(job.folder / "clean").pixels)
             out, given = rgb_pixels(restored.pixels), rgb_pixels(picture.pixels)
-            if clean.shape != out.shape:
-                raise ConfigError(f"the clean reference is {clean.shape[1]}x{clean.shape[0]}, the image "
-                                  f"{out.shape[1]}x{out.shape[0]}: they must be the same size")
-            p, s = score(out, clean, name="the clean reference")
-            ip, iss = score(given, clean, name="the clean reference")
-            job.metrics = {"psnr": p if p != float("inf") else None, "ssim": s,
-                           "input_psnr": ip if ip != float("inf") else None, "input_ssim": iss}
+            try:  # the restoration stands even if it cannot be scored (an image under SSIM's 11 px)
+                p, s = score(out, clean, name="the clean reference")
+                ip, iss = score(given, clean, name="the clean reference")
+                job.metrics = {"psnr": p if p != float("inf") else None, "ssim": s,
+                               "input_psnr": ip if ip != float("inf") else None, "input_ssim": iss}
+            except SFHformerError:
+                job.metrics = None
 
 
 def _preview(pixels):
