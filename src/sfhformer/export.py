@@ -5,7 +5,7 @@ maps ``rfft2`` / ``irfft2`` onto it (the older TorchScript-based exporter refuse
 export with ``dynamo=True`` at opset 20. The model is exported in its fused inference form.
 Without a size the graph takes any height and width from :data:`MIN_SIZE` up: while exporting,
 the network pads to a multiple of 4 and treats the spectrum's last column without branching on
-the size (``torch.compiler.is_exporting()``). TorchScript freezes the size it was traced at.
+the size (they see symbolic sizes). TorchScript freezes the size it was traced at.
 """
 
 from __future__ import annotations
