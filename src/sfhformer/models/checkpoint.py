@@ -248,7 +248,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, preset: str | None =
     model = load(src, preset, **overrides)
     if to_folder:
         bundled = bundled_model(src)
-        save_pretrained(model, dst, source=str(src), recipe=bundled.recipe if bundled else None)
+        save_pretrained(model, dst, source=Path(src).name, recipe=bundled.recipe if bundled else None)
     else:
         save(model, dst, metadata={"source": Path(src).name})
     return model
