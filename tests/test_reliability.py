@@ -164,6 +164,11 @@ def test_tiling_plans_are_validated(tmp_path, capsys):
                  "--tile", "16", "--device", "cpu"]) == 0
     assert "note: tile overlap 8 px" in capsys.readouterr().err
     big = Restorer(identity_model(), device="cpu", tile=16, tile_overlap=0)
+
+    def no_tile_may_run(x):
+        raise AssertionError("the plan must be refused before any tile runs")
+
+    big._forward = no_tile_may_run
     with pytest.raises(ConfigError, match=r"a 1700x1700 image would take 11449 tiles of 16 px"):
         big.restore_tensor(torch.zeros(1, 3, 1700, 1700))
 

@@ -25,8 +25,8 @@ DEFECTS: dict[str, tuple[list[tuple[str, str, str]], list[str]]] = {
         ["tests/test_training.py", "-k", "global_rng"]),
     "rng-consumed-after-restore (the original bug)": (
         [("training/loop.py", "        state.restore_rng()  # last", "        pass  # last"),
-         ("training/loop.py", "        batches = iter(build_loader(cfg, procs, state.step))",
-          "        state.restore_rng()\n        batches = iter(build_loader(cfg, procs, state.step))"),
+         ("training/loop.py", "        batches = iter(build_loader(dataset, tc, procs, state.step))",
+          "        state.restore_rng()\n        batches = iter(build_loader(dataset, tc, procs, state.step))"),
          ("training/loop.py", ", generator=torch.Generator().manual_seed(tc.seed))", ")")],
         ["tests/test_training.py", "-k", "global_rng"]),
     "fft-loss-weight-ignored": (
@@ -54,7 +54,7 @@ DEFECTS: dict[str, tuple[list[tuple[str, str, str]], list[str]]] = {
         [("training/loop.py", "health.watch(loss, state.step + 1)", "pass")],
         ["tests/test_training.py", "-k", "diverging"]),
     "checkpoint-written-without-finiteness-check": (
-        [("training/loop.py", "check_state(state, procs, log.last_good())", "pass")],
+        [("training/loop.py", "check_state(state, procs, log.last_good)", "pass")],
         ["tests/test_reliability.py", "-k", "diverged_run"]),
     "resume-ignores-changed-schedule": (
         [("training/loop.py", "        if changed:\n", "        if False:\n")],
