@@ -33,9 +33,9 @@ ArrayLike = np.ndarray | torch.Tensor
 _BT601_Y = (65.481, 128.553, 24.966)
 
 
-def to_uint8_array(img: ArrayLike) -> np.ndarray:
-    """(H, W, C) / (H, W) numpy (uint8, uint16 or float in [0, 1]) or (C, H, W) / (1, C, H, W)
-    tensor in [0, 1] -> (H, W, C) uint8, rounded and clamped."""
+def _hwc(img: ArrayLike) -> np.ndarray:
+    """One image as an (H, W, C) array: numpy (H, W) / (H, W, C), or a tensor (C, H, W) /
+    (1, C, H, W) (as float64)."""
     if isinstance(img, torch.Tensor):
         t = img.detach().to("cpu", torch.float64)
         if t.ndim == 4:
@@ -45,8 +45,13 @@ def to_uint8_array(img: ArrayLike) -> np.ndarray:
         arr = t.permute(1, 2, 0).numpy() if t.ndim == 3 else t.numpy()
     else:
         arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = arr[..., None]
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def to_uint8_array(img: ArrayLike) -> np.ndarray:
+    """(H, W, C) / (H, W) numpy (uint8, uint16 or float in [0, 1]) or (C, H, W) / (1, C, H, W)
+    tensor in [0, 1] -> (H, W, C) uint8, rounded and clamped."""
+    arr = _hwc(img)
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
@@ -63,14 +68,7 @@ def to_rgb_uint8(img: ArrayLike) -> np.ndarray:
 def to_float_array(img: ArrayLike) -> np.ndarray:
     """Like :func:`to_uint8_array` but never rounded: (H, W, C) float64 on the 0..255 scale;
     floats (taken in [0, 1]) are clamped, 16-bit values keep their precision."""
-    if isinstance(img, torch.Tensor):
-        t = img.detach().to("cpu", torch.float64)
-        t = t[0] if t.ndim == 4 and t.shape[0] == 1 else t
-        arr = t.permute(1, 2, 0).numpy() if t.ndim == 3 else t.numpy()
-    else:
-        arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = arr[..., None]
+    arr = _hwc(img)
     if arr.dtype == np.uint8:
         return arr.astype(np.float64)
     if arr.dtype == np.uint16:
