@@ -87,6 +87,17 @@ def test_dry_run_prints_every_key_and_touches_no_data(capsys):
 
 # -- a 2-step run of each recipe on a tiny tree in its layout -------------------------------------
 
+# degraded and clean names of a layout's pairs, as the datasets name them
+PAIR_NAMES = {
+    "rain200": ("rain/X2/norain-{n}x2.png", "norain/norain-{n}.png"),
+    "raindrop": ("data/{k}_rain.png", "gt/{k}_clean.png"),
+    "lol_v1": ("low/{n}.png", "high/{n}.png"),
+    "lol_v2_real": ("Low/low{n:05d}.png", "Normal/normal{n:05d}.png"),
+    "lol_v2_synthetic": ("Low/r{k:04d}.png", "Normal/r{k:04d}.png"),
+    "gopro": ("input_crops/GOPR0372_07_00_{k:06d}.png", "target_crops/GOPR0372_07_00_{k:06d}.png"),
+}
+
+
 def _tree(root: Path, layout: str, split: str = "train") -> None:
     """A few pairs under the real names of the dataset the layout describes."""
     img = photo("coffee")
@@ -104,27 +115,14 @@ def _tree(root: Path, layout: str, split: str = "train") -> None:
         for k in range(2):
             write_image(root / "tgt" / f"{1400 + k}.png", img[40 * k:40 * k + 52, :52])
             write_image(root / "hazy" / f"{1400 + k}_1.png", img[40 * k:40 * k + 50, :50])
-    elif layout == "rain200":
-        for k in range(4):
-            pair(f"rain/X2/norain-{k + 1}x2.png", f"norain/norain-{k + 1}.png", k, (24, 40) if k == 0 else (48, 48))
-    elif layout == "raindrop":
-        for k in range(4):
-            pair(f"data/{k}_rain.png", f"gt/{k}_clean.png", k)
     elif layout == "lsui":
         for k, name in enumerate(sorted(split_names(f"lsui_{split}"))[:4]):
             pair(f"input/{name}", f"GT/{name}", k)
-    elif layout == "lol_v1":
+    elif layout in PAIR_NAMES:  # k counts from 0, n from 1
+        degraded, clean = PAIR_NAMES[layout]
         for k in range(4):
-            pair(f"low/{k + 1}.png", f"high/{k + 1}.png", k)
-    elif layout == "lol_v2_real":
-        for k in range(4):
-            pair(f"Low/low{k + 1:05d}.png", f"Normal/normal{k + 1:05d}.png", k)
-    elif layout == "lol_v2_synthetic":
-        for k in range(4):
-            pair(f"Low/r{k:04d}.png", f"Normal/r{k:04d}.png", k)
-    elif layout == "gopro":
-        for k in range(4):
-            pair(f"input_crops/GOPR0372_07_00_{k:06d}.png", f"target_crops/GOPR0372_07_00_{k:06d}.png", k)
+            size = (24, 40) if layout == "rain200" and k == 0 else (48, 48)  # one below the crop: resized
+            pair(degraded.format(k=k, n=k + 1), clean.format(k=k, n=k + 1), k, size)
     else:  # pragma: no cover
         raise AssertionError(layout)
 
