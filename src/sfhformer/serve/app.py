@@ -13,6 +13,7 @@ allocator at its defaults: a long-running process must not keep its peak memory.
 
 import hmac
 import json
+import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -169,13 +170,10 @@ def create_app(models_dir: "str | Path | None" = None, device: str = "auto", tok
             job = Job(job_id, folder, model, options, Path(image.filename or "image").stem, picture.format, w, h,
                       clean is not None and bool(clean.filename))
             worker.submit(job)
-        except QueueFull:
-            import shutil
-            shutil.rmtree(folder, ignore_errors=True)
+        except QueueFull:  # the worker has already forgotten the job and removed its folder
             raise HTTPException(503, f"the server is busy ({max_queue} images queued); try again shortly",
                                 headers={"Retry-After": "5"}) from None
         except BaseException:
-            import shutil
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return {"id": job_id, "state": job.state}
