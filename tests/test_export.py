@@ -33,15 +33,26 @@ def reference(weights, image):
         return sfhformer.load(weights)(image)
 
 
-def test_onnx_runtime_matches_pytorch(weights, image, tmp_path):
+@pytest.mark.parametrize("dft", ["auto", "operator"])
+def test_onnx_runtime_matches_pytorch(weights, image, tmp_path, dft):
     ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
     assert main(["export", str(weights), "--format", "onnx", "--size", "96", "128", "-o",
-                 str(tmp_path / "m.onnx")]) == 0
+                 str(tmp_path / "m.onnx"), "--dft", dft]) == 0
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    # a fixed size computes the FFTs as matrix products unless the DFT operator is asked for
+    assert ("DFT" in ops) == (dft == "operator") != ("MatMul" in ops)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"image": image.numpy()})
     ref = reference(weights, image).numpy()
     assert np.abs(out - ref).max() <= 1e-4
     assert np.abs(ref - image.numpy()).max() > 0.05  # the model does change the photograph
+
+
+def test_matrix_dft_needs_a_fixed_size(weights, tmp_path, capsys):
+    assert main(["export", str(weights), "--dft", "matrix", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "--size" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_onnx_without_a_size_runs_at_any_size(weights, tmp_path):

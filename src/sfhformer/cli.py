@@ -299,7 +299,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     dst = Path(args.output)
     _refuse_existing(dst, args.overwrite)
     export(args.weights, dst, args.format, tuple(args.size) if args.size else None, args.preset,
-           parse_overrides(args.set))
+           parse_overrides(args.set), args.dft)
     shape = f"1x3x{args.size[0]}x{args.size[1]}" if args.size else (
         "1x3xHxW, any H, W from 16" if args.format == "onnx" else "1x3x256x256")
     print(f"wrote {dst} ({args.format}, input {shape})")
@@ -386,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                    help="fix the input size (default: ONNX takes any size from 16; TorchScript is traced at 256x256)")
+    p.add_argument("--dft", choices=["auto", "operator", "matrix"], default="auto",
+                   help="ONNX: FFTs as matrix products (fixed size only: faster in ONNX Runtime, runs on "
+                        "TensorRT) or as ONNX's DFT operator; auto: matrix products when --size is given")
     p.set_defaults(func=cmd_export)
 
     p = command("info", "parameters and MACs of presets or weights files", "model")

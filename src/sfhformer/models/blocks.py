@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import dft
+
 
 def conv1x1(in_ch: int, out_ch: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 1, bias=bias)
@@ -56,6 +58,8 @@ def dwconv(ch: int, kernel: int, dilation: int = 1, padding_mode: str = "zeros")
 
 def to_frequency(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) real -> (B, 2C, H, W//2+1): rfft2 (ortho), re/im interleaved per channel."""
+    if dft.active():  # exporting a DFT-free graph
+        return torch.stack(dft.rfft2(x), dim=2).flatten(1, 2)
     f = torch.fft.rfft2(x, norm="ortho")
     # stack() copies the strided real and imaginary views much faster than a permuted reshape
     return torch.stack((f.real, f.imag), dim=2).flatten(1, 2)
@@ -65,6 +69,8 @@ def from_frequency(f: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`to_frequency`: (B, 2C, H, W//2+1) -> (B, C, *size) real."""
     b, c2, h, w = f.shape
     f = f.unflatten(1, (c2 // 2, 2))
+    if dft.active():
+        return dft.irfft2(f[:, :, 0], f[:, :, 1], size)
     return torch.fft.irfft2(torch.complex(f[:, :, 0], f[:, :, 1]), s=size, norm="ortho")
 
 
