@@ -91,6 +91,7 @@ def main(argv=None) -> dict:
                   f" by operator ({total:.3f} s in kernels):")
             for op, seconds in list(by_op.items())[:6]:
                 print(f"  {op:<22} {seconds:7.3f} s  {seconds / total:6.1%}")
+            result["graphs"][name]["openvino"] = openvino_speed(onnx_path, feed, reference, args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return result
@@ -127,6 +128,27 @@ def round_trip(ort, args) -> dict:
                   f"(outputs within {difference:.1e})")
     print(f"PyTorch (pocketfft): {result['torch_s']:.3f} s")
     return result
+
+
+def openvino_speed(onnx_path: Path, feed: dict, reference: np.ndarray, args) -> dict | str | None:
+    """OpenVINO (CPU) on the same ONNX file, when installed: seconds and difference, or why not."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    try:
+        compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU",
+                                      {"INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        o = statistics.median(timed(lambda: request.infer(feed), args.repeats))
+    except Exception as e:  # its ONNX frontend or CPU plugin refuses some graphs: report why, as measured
+        reason = " ".join(str(e).split())[-200:]
+        print(f"  OpenVINO {ov.__version__} cannot run this graph: ...{reason}")
+        return reason
+    difference = float(np.abs(list(request.infer(feed).values())[0] - reference).max())
+    print(f"  OpenVINO {ov.__version__} on the same file: {o:.3f} s (outputs within {difference:.1e})")
+    return {"seconds": o, "max_difference": difference, "version": ov.__version__}
 
 
 def profile(ort, onnx_path: Path, threads: int, feed: dict, prefix: Path) -> dict[str, float]:
