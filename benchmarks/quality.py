@@ -190,6 +190,11 @@ def main() -> None:
                         help="only train NAFNet through this stage of a recipe (e.g. denoise_256), then exit")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="with --train-peer-stage: override a config field")
+    parser.add_argument("--dtypes", nargs="+", default=[], choices=["fp16", "bf16"],
+                        help="also run the bundled models under this autocast precision (Restorer(dtype=...))")
+    parser.add_argument("--learned-only", action="store_true",
+                        help="only the bundled models as sfhformer restore runs them (and --dtypes): no classical "
+                             "methods, peers or tiling variants")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     if args.train_peer_stage:
@@ -202,37 +207,47 @@ def main() -> None:
             train_peer(task, args.device)
         tile, overlap = BUNDLED[task].tile, BUNDLED[task].tile_overlap
         ours = "SFHformer-t (bundled)"
-        learned = {ours: Restorer.from_pretrained(task, device=args.device),
-                   f"{ours}, x8 self-ensemble": Restorer.from_pretrained(task, device=args.device, ensemble=True)}
-        if tile is not None:
+        learned = {ours: Restorer.from_pretrained(task, device=args.device)}
+        for dtype in args.dtypes:
+            learned[f"{ours}, {dtype} autocast"] = Restorer.from_pretrained(task, device=args.device, dtype=dtype)
+        if not args.learned_only:
+            learned[f"{ours}, x8 self-ensemble"] = Restorer.from_pretrained(task, device=args.device, ensemble=True)
+        if tile is not None and not args.learned_only:
             learned[f"{ours}, whole image"] = Restorer.from_pretrained(task, device=args.device, tile=None)
             learned[f"{ours}, tiles of 256 px"] = Restorer.from_pretrained(task, device=args.device, tile=256,
                                                                           tile_overlap=64)
-        peer = load_peer(task)
+        peer = None if args.learned_only else load_peer(task)
         if peer is not None:
             name = f"NAFNet-w16 ({sum(p.numel() for p in peer.parameters()) / 1e6:.2f} M, same recipe)"
             learned[name] = Restorer(peer, device=args.device, tile=tile, tile_overlap=overlap)
             if tile is not None:
                 learned[f"{name}, whole image"] = Restorer(peer, device=args.device)
         for level in LEVELS[task]:
-            params = {m: tune(task, m, level) for m in CLASSICAL[task]}
+            classical = {} if args.learned_only else CLASSICAL[task]
+            params = {m: tune(task, m, level) for m in classical}
             scores: dict[str, list[tuple[float, float]]] = {}
+            seconds: dict[str, list[float]] = {}
             for i, name in enumerate(HELD_OUT):
                 clean = load_photo(name)
                 degraded, kernel = degrade(clean, task, level, seed=1000 + i)
                 outputs = {"degraded input": degraded}
-                for method, (fn, _) in CLASSICAL[task].items():
+                for method, (fn, _) in classical.items():
                     outputs[method] = fn(degraded, level, kernel, params[method])
                 for label, restorer in learned.items():
+                    start = time.perf_counter()
                     outputs[label] = restorer.restore(degraded)
+                    seconds.setdefault(label, []).append(time.perf_counter() - start)
                 for label, out in outputs.items():
                     scores.setdefault(label, []).append((psnr(out, clean), ssim(out, clean)))
             for label, vals in scores.items():
                 arr = np.array(vals)
                 row = {"task": task, "level": level, "method": label, "psnr": float(arr[:, 0].mean()),
                        "ssim": float(arr[:, 1].mean()), "params": params.get(label)}
+                if label in seconds:
+                    row["seconds"] = float(np.sum(seconds[label]))
                 rows.append(row)
-                print(f"{task:<8} {level:>4} {label:<48} {row['psnr']:7.2f} dB  {row['ssim']:.4f}", flush=True)
+                took = f"  {row['seconds']:6.1f} s" if "seconds" in row else ""
+                print(f"{task:<8} {level:>4} {label:<48} {row['psnr']:7.2f} dB  {row['ssim']:.4f}{took}", flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"held_out": list(HELD_OUT), "rows": rows,

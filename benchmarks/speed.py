@@ -21,6 +21,14 @@ the compilation is the untimed warm-up run). Every case runs in its own process.
 random.
 
     python benchmarks/speed.py --device cuda --amp --allocators default --presets sfhformer_s
+
+Restoring whole images through ``Restorer`` (mode ``restore``): with ``--tile-batches`` each
+preset restores one size x size image in tiles of ``--restore-tile`` px (overlap 32) run that
+many at a time, under each of ``--dtypes`` (autocast; fp32 plain), fused model, freed memory
+kept (as ``sfhformer restore`` runs):
+
+    python benchmarks/speed.py --presets sfhformer_t --sizes 1024 --tile-batches 1 4 8 --dtypes fp32 bf16 \
+        --json benchmarks/results/restore_batches_cpu.json
 """
 
 from __future__ import annotations
@@ -67,7 +75,16 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
     model = build(name, variant).to(dev)
     sync = synchronizer(dev)
     times = []
-    if mode == "infer":
+    if mode == "restore":  # variant: t<tile>_b<batch>_<dtype>
+        from sfhformer.restore import Restorer
+        tile, batch, dtype = variant.split("_")
+        model.eval().fuse()
+        restorer = Restorer(model, dev, tile=int(tile[1:]), tile_overlap=32, tile_batch=int(batch[1:]), dtype=dtype,
+                            keep_freed_memory=allocator == "reuse")
+        x = torch.rand(1, 3, size, size, device=dev)
+        step = lambda: restorer.restore_tensor(x)  # noqa: E731
+        context = torch.inference_mode
+    elif mode == "infer":
         model.eval()
         if variant.startswith("fused"):
             model.fuse()
@@ -132,6 +149,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (fused model, peers)")
     parser.add_argument("--runtimes", nargs="+", choices=["torch", "onnxruntime"],
                         help="PyTorch against ONNX Runtime on the same network (benchmarks/onnx_speed.py) instead")
+    parser.add_argument("--tile-batches", nargs="+", type=int,
+                        help="instead: restore through Restorer in tiles, this many at a time (see above)")
+    parser.add_argument("--restore-tile", type=int, default=256)
+    parser.add_argument("--dtypes", nargs="+", default=["fp32"], choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--json")
     parser.add_argument("--case", nargs=6, metavar=("MODEL", "VARIANT", "SIZE", "MODE", "DEVICE", "ALLOCATOR"),
                         help=argparse.SUPPRESS)
@@ -153,7 +174,11 @@ def main() -> None:
         return
 
     cases = []
-    for size in args.sizes:
+    if args.tile_batches:
+        cases = [(p, f"t{args.restore_tile}_b{b}_{d}", size, "restore", args.allocators[-1])
+                 for size in args.sizes for p in args.presets for d in args.dtypes for b in args.tile_batches]
+        args.peers, args.train_size = [], 0
+    for size in args.sizes if not args.tile_batches else []:
         for alloc in args.allocators:
             for p in args.presets:
                 cases += [(p, "plain", size, "infer", alloc), (p, "fused", size, "infer", alloc)]
@@ -206,6 +231,21 @@ def main() -> None:
                             line += (f"; takes {row['median_s'] / other['median_s']:.2f}x {peer}'s "
                                      f"{'' if peer_variant == '-' else what + ' '}time")
                     print(line)
+    for size in args.sizes:
+        for p in args.presets:
+            for d in args.dtypes if args.tile_batches else []:
+                first = by.get((p, f"t{args.restore_tile}_b{args.tile_batches[0]}_{d}", "restore", size,
+                                args.allocators[-1]))
+                fp32 = by.get((p, f"t{args.restore_tile}_b{args.tile_batches[0]}_fp32", "restore", size,
+                               args.allocators[-1]))
+                for b in args.tile_batches[1:]:
+                    row = by.get((p, f"t{args.restore_tile}_b{b}_{d}", "restore", size, args.allocators[-1]))
+                    if first and row:
+                        print(f"  {p} restore {size}² in {args.restore_tile} px tiles, {d}: {b} at a time runs "
+                              f"{first['median_s'] / row['median_s']:.2f}x as fast as {args.tile_batches[0]}")
+                if d != "fp32" and first and fp32:
+                    print(f"  {p} restore {size}², {args.tile_batches[0]} tile(s) at a time: {d} autocast runs "
+                          f"{fp32['median_s'] / first['median_s']:.2f}x as fast as fp32")
     for p in args.presets:
         plain = by.get((p, "plain", "train", args.train_size, train_alloc))
         ck = by.get((p, "checkpointed", "train", args.train_size, train_alloc))

@@ -90,10 +90,31 @@ def _restorer(args: argparse.Namespace, **options: Any):
         restorer = Restorer.from_pretrained(args.weights, device=args.device, preset=args.preset,
                                             overrides=parse_overrides(args.set),
                                             **{"max_pixels": args.max_pixels, "ensemble": args.ensemble,
-                                               "keep_freed_memory": True, **tiling, **options})
+                                               "keep_freed_memory": True, "tile_batch": args.tile_batch,
+                                               "dtype": args.dtype or "fp32", **tiling, **options})
     for note in notes:
         print(f"note: {note.message}", file=sys.stderr)
     return restorer
+
+
+def _processes(args: argparse.Namespace):
+    """This process's share of the job: torchrun's processes split the inputs (each on the GPU
+    of its LOCAL_RANK, or the CPU), a single process takes them all. Sets ``args.device``."""
+    from .distributed import Processes
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return Processes()
+    procs = Processes.start(args.device, option="--device")
+    args.device = str(procs.device)
+    return procs
+
+
+def _shard_by_output_name(paths: list[Path], procs) -> list[Path]:
+    """This process's inputs: files whose outputs could collide (the same stem) stay in one
+    process and in their order, so every process decides collisions as one process would."""
+    stems = list(dict.fromkeys(p.stem for p in paths))
+    mine = set(stems[procs.rank::procs.world])
+    return [p for p in paths if p.stem in mine]
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -104,16 +125,23 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     if not args.weights:
         raise ConfigError("restore needs --weights (a weights file or a bundled model name)")
-    restorer = _restorer(args, half=args.half, progress=True)
+    if args.half:
+        if args.dtype not in (None, "fp16"):
+            raise ConfigError(f"--half is --dtype fp16; it contradicts --dtype {args.dtype}")
+        args.dtype = "fp16"
+    procs = _processes(args)
+    restorer = _restorer(args, progress=procs.main)
     paths, errors = list_images(args.inputs)
-    for line in errors:
-        print(f"error: {line}", file=sys.stderr)
+    if procs.main:
+        for line in errors:
+            print(f"error: {line}", file=sys.stderr)
     outdir = Path(args.output)
     originals = {p.resolve() for p in paths}
+    mine = _shard_by_output_name(paths, procs)
     written: dict[Path, Path] = {}
-    failed = len(errors)
+    failed = len(errors) if procs.main else 0
     try:
-        for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):
+        for path in tqdm(mine, desc="images", unit="img", disable=len(mine) < 2 or not procs.main):
             try:
                 picture = read_image(path)
                 if picture.frames > 1:
@@ -135,10 +163,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
             except torch.OutOfMemoryError:
                 failed += 1
                 tqdm.write(f"error: {path}: out of memory; try a smaller --tile or --max-pixels", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"interrupted: restored {len(written)} of {len(paths)} image(s) into {outdir}", file=sys.stderr)
+    except KeyboardInterrupt:  # every process is interrupted alike: no collective here
+        print(f"interrupted: restored {len(written)} of {len(mine)} image(s) into {outdir}"
+              + (f" (process {procs.rank} of {procs.world})" if procs.world > 1 else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"restored {len(written)} image(s) into {outdir}" + (f"; {failed} failed" if failed else ""))
+    counts = procs.gather((len(written), failed))
+    done, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    if procs.main:
+        print(f"restored {done} image(s) into {outdir}" + (f"; {failed} failed" if failed else "")
+              + (f" ({procs.world} processes)" if procs.world > 1 else ""))
+    procs.stop()
     return EXIT_FAILED if failed else 0
 
 
@@ -187,8 +221,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         protocol = Protocol(y_channel=default_y if args.y_channel is None else args.y_channel,
                             crop_border=default_crop if args.crop_border is None else args.crop_border)
+    procs = _processes(args)
+    shard = (procs.rank, procs.world)
     if args.pred:
-        rows = evaluate_folders(args.pred, args.gt, errors=failures, protocol=protocol)
+        rows = evaluate_folders(args.pred, args.gt, errors=failures, protocol=protocol, shard=shard)
+        order = None
     else:
         from .data import PairedImageDataset
 
@@ -203,7 +240,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if task == "motion_blur":
                 options["window"] = (128, 32)
         restorer = _restorer(args, **options)
-        rows = evaluate_restorer(restorer, dataset, save_dir=args.save_images, errors=failures, protocol=protocol)
+        rows = evaluate_restorer(restorer, dataset, save_dir=args.save_images, errors=failures, protocol=protocol,
+                                 shard=shard, progress=procs.main)
+        order = {Path(lq).stem: i for i, (lq, _) in enumerate(dataset.pairs)}
+    if procs.world > 1:  # the main process reports for all, in the order one process would
+        shares = procs.gather((rows, failures))
+        procs.stop()
+        if not procs.main:
+            return EXIT_FAILED if any(f for _, f in shares) or not any(r for r, _ in shares) else 0
+        rows = [r for share, _ in shares for r in share]
+        rows.sort(key=lambda r: r["name"] if order is None else order.get(r["name"], 0))
+        failures = [line for _, share in shares for line in share]
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     if not rows:
@@ -328,6 +375,12 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     tiling.add_argument("--max-pixels", type=int,
                         help="largest image run in one pass when --tile is not given (default 640*640 = 409600)")
     tiling.add_argument("--ensemble", action="store_true", help="8-way flip/rotate self-ensemble (8x slower)")
+    tiling.add_argument("--tile-batch", type=int,
+                        help="tiles run together (default: 1 on a CPU; on CUDA as many as --max-pixels holds, "
+                             "at most 8; halved on running out of memory)")
+    tiling.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
+                        help="precision (autocast; FFTs stay float32): fp16 on CUDA, bf16 on CUDA or a CPU with "
+                             "native bfloat16 (default fp32)")
     overwrite = parent()
     overwrite.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return {"model": model, "weights": weights, "device": device, "tiling": tiling, "overwrite": overwrite}
@@ -407,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("restore", "restore image files", "weights", "model", "device", "tiling", "overwrite")
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--half", action="store_true", help="float16 autocast (CUDA)")
+    p.add_argument("--half", action="store_true", help="the same as --dtype fp16")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.set_defaults(func=cmd_restore)
 

@@ -60,3 +60,9 @@ class ModelError(SFHformerError, RuntimeError):
     overflow in reduced precision."""
 
     exit_code = EXIT_FAILED
+
+
+class OutOfMemoryError(SFHformerError, RuntimeError):
+    """The device ran out of memory even at the smallest tiles, one at a time."""
+
+    exit_code = EXIT_FAILED

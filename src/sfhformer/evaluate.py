@@ -22,9 +22,11 @@ from .utils import atomic_path, shorten_list
 
 def evaluate_restorer(restorer, dataset, crop_border: int = 0, y_channel: bool = False,
                       save_dir: str | os.PathLike | None = None, progress: bool = True,
-                      errors: list[str] | None = None, protocol: Protocol | None = None) -> list[dict[str, Any]]:
+                      errors: list[str] | None = None, protocol: Protocol | None = None,
+                      shard: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
     """Per-image PSNR/SSIM of a :class:`~sfhformer.restore.Restorer` over a paired dataset (whole
     images), and of the degraded inputs for reference. ``save_dir`` keeps the outputs as PNG.
+    ``shard`` (rank, processes): score only images rank, rank + processes, ... (torchrun).
     ``protocol`` overrides the BasicSR scoring that ``crop_border`` and ``y_channel`` describe.
     With ``errors`` (a list), an image that cannot be read or scored is skipped and its one-line
     error appended there; without, the error is raised."""
@@ -32,7 +34,8 @@ def evaluate_restorer(restorer, dataset, crop_border: int = 0, y_channel: bool =
     from tqdm.auto import tqdm
 
     rows = []
-    for i in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress):
+    rank, processes = shard
+    for i in tqdm(range(rank, len(dataset), processes), desc="eval", unit="img", disable=not progress):
         try:
             sample = dataset[i]
             pred = restorer.restore_tensor(sample["lq"][None])
@@ -78,15 +81,17 @@ def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> lis
 
 def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, crop_border: int = 0,
                      y_channel: bool = False, errors: list[str] | None = None,
-                     protocol: Protocol | None = None) -> list[dict[str, Any]]:
+                     protocol: Protocol | None = None, shard: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
     """Per-image PSNR/SSIM of a folder of restored images against a folder of ground truth,
     each read at its full precision (16-bit PNG, float TIFF: quantized only if the protocol
     says so). ``protocol`` overrides the BasicSR scoring that ``crop_border`` and ``y_channel``
     describe. With ``errors`` (a list), a pair that cannot be read or scored is skipped and its
-    one-line error appended there; without, the error is raised."""
+    one-line error appended there; without, the error is raised. ``shard`` as in
+    :func:`evaluate_restorer`."""
     p = protocol or Protocol(crop_border=crop_border, y_channel=y_channel)
     rows = []
-    for pred_path, gt_path in match_folders(pred_dir, gt_dir):
+    rank, processes = shard
+    for pred_path, gt_path in match_folders(pred_dir, gt_dir)[rank::processes]:
         try:
             rows.append(_score_files(pred_path, gt_path, p))
         except ImageError as e:

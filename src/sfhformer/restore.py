@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError, ImageError, ModelError
+from .errors import ConfigError, ImageError, ModelError, OutOfMemoryError
 from .io import Picture, from_tensor, read_image, to_tensor
 from .models import SFHformer, load
 from .utils import keep_freed_memory as _keep_freed_memory
@@ -32,6 +32,9 @@ DEFAULT_MAX_PIXELS = 640 * 640
 DEFAULT_TILE_OVERLAP = 64
 MIN_MAX_PIXELS = 64 * 64
 MAX_TILES = 10_000  # per image; beyond it a plan is refused as a mistake (hours of work)
+MIN_FALLBACK_TILE = 128  # out of memory: tiles shrink down to this side, no further
+MAX_TILE_BATCH = 8
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 Tensor = torch.Tensor
 
@@ -94,24 +97,29 @@ def blend_window(length: int, overlap: int, ramp_start: bool, ramp_end: bool) ->
 
 
 def forward_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int,
-                  on_tile: Callable[[], None] | None = None) -> Tensor:
-    """Apply ``fn`` ((B, C, h, w) -> same shape) tile by tile and blend the results.
+                  on_tile: Callable[[], None] | None = None, batch: int = 1) -> Tensor:
+    """Apply ``fn`` ((N, C, h, w) -> same shape) tile by tile and blend the results.
 
     Args:
         x: (B, C, H, W). tile: tile side in pixels. overlap: pixels shared by neighbours.
         on_tile: called after each tile (progress bars).
+        batch: tiles stacked into one call of ``fn`` (every tile has the same size), so
+            ``fn`` sees N = batch * B images; the result does not depend on it (eval mode).
     """
-    _, _, h, w = x.shape
+    b, _, h, w = x.shape
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     th, tw = min(tile, h), min(tile, w)
     out = torch.zeros_like(x)
     weight = torch.zeros(1, 1, h, w, dtype=x.dtype, device=x.device)
-    for y0 in ys:
-        wy = blend_window(th, overlap, y0 > 0, y0 + th < h)
-        for x0 in xs:
+    places = [(y0, x0) for y0 in ys for x0 in xs]
+    for first in range(0, len(places), batch):
+        group = places[first:first + batch]
+        restored = fn(torch.cat([x[..., y0:y0 + th, x0:x0 + tw] for y0, x0 in group]))
+        for i, (y0, x0) in enumerate(group):
+            wy = blend_window(th, overlap, y0 > 0, y0 + th < h)
             wx = blend_window(tw, overlap, x0 > 0, x0 + tw < w)
             win = (wy[:, None] * wx[None, :]).to(x)
-            out[..., y0:y0 + th, x0:x0 + tw] += fn(x[..., y0:y0 + th, x0:x0 + tw]) * win
+            out[..., y0:y0 + th, x0:x0 + tw] += restored[i * b:(i + 1) * b] * win
             weight[..., y0:y0 + th, x0:x0 + tw] += win
             if on_tile is not None:
                 on_tile()
@@ -161,6 +169,31 @@ def forward_ensemble(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return sum(dihedral_inverse(fn(dihedral(x, k)), k) for k in range(8)) / 8
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """AVX512-BF16 or AMX instructions (else oneDNN emulates bfloat16 with float32 arithmetic)."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def _check_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype for ``name`` on ``device``; float32 with a warning where it is not
+    supported natively (emulated float16 or bfloat16 is slower and less accurate)."""
+    if name not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    dtype = DTYPES[name]
+    if dtype == torch.float16 and device.type != "cuda":
+        warnings.warn("float16 is for CUDA devices; running in float32", stacklevel=3)
+        return torch.float32
+    if dtype == torch.bfloat16:
+        native = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+                  else device.type == "cpu" and cpu_has_native_bfloat16())
+        if not native:
+            warnings.warn(f"this {device.type.upper()} has no native bfloat16; running in float32", stacklevel=3)
+            return torch.float32
+    return dtype
+
+
 # ---------------------------------------------------------------------------------------------
 # The Restorer
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +204,17 @@ class Restorer:
     Args:
         model: an :class:`SFHformer` (put in eval mode here).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... .
-        half: float16 autocast (CUDA only; ignored with a warning elsewhere).
+        dtype: ``"fp32"``, ``"fp16"`` (autocast; CUDA only) or ``"bf16"`` (autocast; CUDA where
+            supported, a CPU only where it computes bfloat16 natively (AVX512-BF16 or AMX):
+            elsewhere a warning and float32). The Fourier units take their FFTs in float32
+            whatever the choice.
+        half: the same as ``dtype="fp16"`` (kept for older callers).
         tile: tile side; ``None`` tiles automatically only above ``max_pixels``.
+        tile_batch: tiles run together in one batch (results equal within 1e-5); ``None``:
+            1 on a CPU (no faster there), on CUDA as many as fit the ``max_pixels`` budget, at
+            most :data:`MAX_TILE_BATCH`. On running out of CUDA memory the batch halves, then
+            the tile side (down to :data:`MIN_FALLBACK_TILE`, with a warning naming the image:
+            smaller tiles change the result slightly), and the image is tried again.
         tile_overlap: pixels shared by neighbouring tiles, at most half the tile; ``None``:
             ``default_tile_overlap`` (a bundled model's own), clamped to half the tile with a
             warning.
@@ -194,6 +236,7 @@ class Restorer:
 
     def __init__(self, model: SFHformer, device: str | torch.device = "auto", half: bool = False,
                  tile: int | None = None, tile_overlap: int | None = None,
+                 tile_batch: int | None = None, dtype: str = "fp32",
                  max_pixels: int | None = None, ensemble: bool = False, progress: bool = False,
                  keep_freed_memory: bool = False, default_tile_overlap: int = DEFAULT_TILE_OVERLAP,
                  window: tuple[int, int] | None = None,
@@ -218,13 +261,14 @@ class Restorer:
         self.tile_overlap = tile_overlap
         if keep_freed_memory and self.device.type == "cpu":
             _keep_freed_memory()
-        if half and self.device.type != "cuda":
-            warnings.warn("half precision is for CUDA devices; running in float32", stacklevel=2)
-            half = False
+        self.dtype = _check_dtype("fp16" if half else dtype, self.device)
+        if tile_batch is not None and tile_batch < 1:
+            raise ConfigError(f"tile batch must be at least 1, got {tile_batch}")
+        self.tile_batch = tile_batch
         self.model = model.to(self.device).eval()
         if window is not None and not (len(window) == 2 and 0 < window[1] <= window[0]):
             raise ConfigError(f"window must be (size, stride) with 0 < stride <= size, got {window}")
-        self.half, self.window, self.on_progress = half, window, on_progress
+        self.window, self.on_progress = window, on_progress
         self.ensemble, self.progress = ensemble, progress
 
     @classmethod
@@ -259,8 +303,20 @@ class Restorer:
         """The side of the squares that images above ``max_pixels`` are cut into."""
         return int(math.sqrt(self.max_pixels)) // 8 * 8
 
+    @property
+    def half(self) -> bool:
+        return self.dtype == torch.float16
+
+    def batch_for(self, tile: int) -> int:
+        """Tiles of side ``tile`` run together: ``tile_batch``, or the device's default."""
+        if self.tile_batch is not None:
+            return self.tile_batch
+        if self.device.type != "cuda":
+            return 1  # measured: no faster on a CPU, and each tile's memory adds up
+        return max(1, min(MAX_TILE_BATCH, self.max_pixels // (tile * tile)))
+
     def _forward(self, x: Tensor) -> Tensor:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             return self.model(x).float()
 
     @torch.inference_mode()
@@ -279,7 +335,42 @@ class Restorer:
         check_range(x, what)
         src_device = x.device
         x = x.to(self.device, torch.float32)
-        tile = None if self.window else self.tile_size(*x.shape[-2:])
+        h, w = x.shape[-2:]
+        tile = None if self.window else self.tile_size(h, w)
+        batch = 1 if tile is None else self.batch_for(tile)
+        planned = tile
+        while True:
+            try:
+                y = self._run(x, tile, batch)
+                break
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                tile, batch = self._smaller_plan(tile, batch, h, w, what)
+        if tile != planned:
+            warnings.warn(f"{what}: out of memory with {f'{planned} px tiles' if planned else 'one pass'}; restored "
+                          f"with {tile} px tiles, {batch} at a time (smaller tiles change the result slightly)",
+                          stacklevel=2)
+        if not torch.isfinite(y).all():
+            raise ModelError("the model's output holds NaN or Inf: its weights are broken (a diverged training run?)"
+                             + (" or float16 overflowed (try --dtype fp32)" if self.half else ""))
+        return y.clamp_(0, 1).to(src_device)
+
+    def _smaller_plan(self, tile: int | None, batch: int, h: int, w: int, what: str) -> tuple[int, int]:
+        """After running out of memory: half the tile batch (kept for later images), else tiles
+        of half the side (this image only), else give up."""
+        if tile is not None and batch > 1:
+            self.tile_batch = batch // 2
+            return tile, batch // 2
+        side = max(h, w) if tile is None else tile
+        if self.window is None and side > MIN_FALLBACK_TILE:
+            return max(MIN_FALLBACK_TILE, side // 2 // 8 * 8), 1
+        raise OutOfMemoryError(f"{what}: out of memory on {self.device} even "
+                               + (f"with {tile} px tiles one at a time" if tile else "in one pass")
+                               + "; use --device cpu or close what else uses the device")
+
+    def _run(self, x: Tensor, tile: int | None, batch: int) -> Tensor:
+        """One attempt at ``x`` with this tiling (None: one pass or the sliding window)."""
         tiles = 1 if tile is None else count_tiles(*x.shape[-2:], tile, self.tile_overlap)
         total, done = tiles * (8 if self.ensemble else 1), 0
 
@@ -310,17 +401,15 @@ class Restorer:
                 if bar is not None:
                     bar.update()
 
+            overlap = min(self.tile_overlap, tile // 2)  # a fallback tile may be smaller than planned
+
             def fn(t: Tensor) -> Tensor:
-                return forward_tiled(self._forward, t, tile, self.tile_overlap, on_tile=after_tile)
+                return forward_tiled(self._forward, t, tile, overlap, on_tile=after_tile, batch=batch)
         try:
-            y = forward_ensemble(fn, x) if self.ensemble else fn(x)
+            return forward_ensemble(fn, x) if self.ensemble else fn(x)
         finally:
             if bar is not None:
                 bar.close()
-        if not torch.isfinite(y).all():
-            raise ModelError("the model's output holds NaN or Inf: its weights are broken (a diverged training run?)"
-                             + (" or float16 overflowed (try without half precision)" if self.half else ""))
-        return y.clamp_(0, 1).to(src_device)
 
     # -- arrays and images -----------------------------------------------------------------
 
