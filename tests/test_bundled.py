@@ -1,5 +1,7 @@
 """The bundled models and the demo: real trained weights that ship inside the package."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,60 @@ def test_bundled_models_restore_in_their_own_tiles_unless_told_otherwise(tmp_pat
         assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--weights", "denoise",
                      "--device", "cpu", "--overwrite", *extra]) == 0
         assert seen[-1] == expected, extra
+
+
+def test_every_bundled_file_has_its_recorded_sha256_and_a_versioned_name():
+    """A retrained file copied in without its record (or a damaged one) fails here, so a result
+    that names NAME@VERSION or the digest names the weights that made it."""
+    import hashlib
+
+    from sfhformer.pretrained import BUNDLED, VERSIONS, WEIGHTS_DIR, bundled_model, resolve_weights
+
+    for name, w in BUNDLED.items():
+        assert hashlib.sha256((WEIGHTS_DIR / w.file).read_bytes()).hexdigest() == w.sha256, name
+        assert VERSIONS[f"{name}@{w.version}"] is w  # the latest, also by its version
+    for versioned, w in VERSIONS.items():
+        assert bundled_model(versioned) is w and resolve_weights(versioned) == WEIGHTS_DIR / w.file
+        assert hashlib.sha256((WEIGHTS_DIR / w.file).read_bytes()).hexdigest() == w.sha256, versioned
+    restorer = Restorer.from_pretrained("denoise@1", device="cpu")
+    assert restorer.tile == BUNDLED["denoise"].tile  # the version keeps its own tiling
+
+
+def _colour_error(clean: np.ndarray, sigma: float = 25) -> np.ndarray:
+    """Mean error per channel (0..255) of the bundled denoiser on ``clean`` (uint8) with
+    Gaussian noise of ``sigma``, rounded and clipped to 8 bits as a camera would."""
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.rint(clean + rng.normal(0, sigma, clean.shape)), 0, 255).astype(np.uint8)
+    restored = Restorer.from_pretrained("denoise", device="cpu").restore(noisy)
+    return (restored.astype(np.float64) - clean).reshape(-1, 3).mean(0)
+
+
+COLOUR_CAST = pytest.mark.xfail(strict=True, reason=(
+    "issue 20: denoise@1 shifts the colour of dark and strongly coloured photographs; version 2 "
+    "(configs/bundled/denoise_v2.yaml) is being trained. strict: this fails once the shipped model passes, "
+    "so the marker goes with it"))
+
+
+@COLOUR_CAST
+def test_denoise_keeps_the_colour_of_a_dark_photograph():
+    """The reported case (a dark photograph, sigma 25, the default tiling): the mean colour of
+    every channel stays within 2/255. A held-out photograph darkened with gamma 2.5 (mean 0.19)."""
+    clean = np.rint((photo("coffee") / 255.0) ** 2.5 * 255)
+    error = _colour_error(clean)
+    assert np.abs(error).max() < 2, error.round(1)
+
+
+@COLOUR_CAST
+def test_denoise_keeps_the_colour_of_dark_foliage():
+    """The same on a dark forest path (Debian desktop background, validation split, shrunk to
+    640 px wide like the reported 640x427 photograph), when installed."""
+    from PIL import Image
+
+    from sfhformer.data.debian import DEBIAN_PHOTOS
+    path = DEBIAN_PHOTOS["path"][1]
+    if not os.path.isfile(path):
+        pytest.skip("Debian's plasma-workspace-wallpapers is not installed (configs/bundled/install_photos.sh)")
+    im = Image.open(path).convert("RGB")
+    clean = np.asarray(im.resize((640, round(640 * im.height / im.width)), Image.LANCZOS), dtype=np.float64)
+    error = _colour_error(clean)
+    assert np.abs(error).max() < 2, error.round(1)

@@ -22,6 +22,10 @@ class BundledWeights:
     (with the orthonormal FFT, low-frequency coefficients grow with the image side), and
     restores tiles of its training size better than the whole image (``benchmarks/quality.py``
     measures both). ``None``: whole images up to the pixel budget.
+
+    ``version`` counts retrainings (``NAME@VERSION`` names one, :data:`VERSIONS`) and
+    ``sha256`` is the file's digest, so that a result can name the exact weights behind it
+    (``sfhformer models`` prints both; a test checks every file against it).
     """
 
     file: str
@@ -30,17 +34,25 @@ class BundledWeights:
     demo: tuple[dict, ...]
     tile: int | None = None
     tile_overlap: int = 32
+    version: int = 1
+    sha256: str = ""
 
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
         "denoise.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 15-50)",
-        "configs/bundled/denoise_256.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},), tile=128),
+        "configs/bundled/denoise_256.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},), tile=128,
+        sha256="de521e7cc8e9cec0c40da420ca51b432bbd0760d878adadf2eda0df029ba18e2"),
     "deblur": BundledWeights(
         "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
         "configs/bundled/deblur_256.yaml",
-        ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_noise", "sigma": [1, 1]})),
+        ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_noise", "sigma": [1, 1]}),
+        sha256="6adc1ea2eb413173d21629782f16886418be55da4e7b59e644cf8ddcc95f2370"),
 }
+
+# Every version by ``NAME@VERSION``; the plain name is the latest (earlier versions stay loadable
+# so that published results can be reproduced).
+VERSIONS: dict[str, BundledWeights] = {f"{name}@{w.version}": w for name, w in BUNDLED.items()}
 
 
 def available() -> dict[str, BundledWeights]:
@@ -51,7 +63,9 @@ def available() -> dict[str, BundledWeights]:
 def bundled_model(weights: str | os.PathLike) -> BundledWeights | None:
     """The bundled model that ``weights`` names, or None for anything else. One rule
     everywhere: a path that exists (file or folder) wins over a bundled name."""
-    return None if Path(weights).exists() else BUNDLED.get(str(weights))
+    if Path(weights).exists():
+        return None
+    return BUNDLED.get(str(weights)) or VERSIONS.get(str(weights))
 
 
 def resolve_weights(weights: str | os.PathLike) -> Path:

@@ -71,6 +71,8 @@ def format_models() -> str:
         paper = f"{m.paper[0]:.2f} / {m.paper[1]:.4g}" if m.paper else "-"
         lines.append(f"{m.weights:<28} {m.task:<20} {m.dataset:<20} {m.preset:<11} {paper:>16}")
     lines.append("")
+    from .pretrained import VERSIONS
+    lines += [f"{name}: {w.file}, SHA-256 {w.sha256}" for name, w in VERSIONS.items()]
     lines += [f"{m.weights}: {m.eval_command()}" for m in MODELS if m.preset != "bundled"]
     lines.append("The authors' files are not downloaded: docs/model-zoo.md says where each one is.")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from ..errors import ConfigError, DataError, ImageError, NotFoundError
 from ..io import read_image, rgb_pixels, to_tensor
 from ..utils import pad_bottom_right
 from .layouts import find_pairs, get_layout, layout_folders
-from .degradations import Compose
+from .degradations import Compose, Photometric
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -166,18 +166,26 @@ class SyntheticDataset(Dataset):
         fixed: the same degradation every epoch (validation sets).
         seed: base seed.
         pad_small: reflect-pad images smaller than the crop.
+        max_side: centre-crop larger images to this side (validation sets).
+        downscale_to: shrink images whose longer side exceeds this (area averaging), once when
+            loaded: large photographs (desktop backgrounds of 2560 px and more) carry their own
+            noise and JPEG artefacts, which shrinking averages away.
+        photometric: options of :class:`~sfhformer.data.degradations.Photometric` (exposure
+            and colour changes of the clean image, the target); None: none.
     """
 
     def __init__(self, images: list[Path], degradations: Compose | list[dict[str, Any]], crop: int | None = None,
                  augment: bool = True, length: int | None = None, fixed: bool = False, seed: int = 0,
-                 pad_small: bool = True, max_side: int | None = None) -> None:
+                 pad_small: bool = True, max_side: int | None = None, downscale_to: int | None = None,
+                 photometric: dict[str, Any] | None = None) -> None:
         if not images:
             raise ConfigError("a synthetic dataset needs at least one clean image")
         self.images = [Path(p) for p in images]
         self.degrade = degradations if isinstance(degradations, Compose) else Compose.from_config(degradations)
         self.crop, self.augment, self.fixed, self.seed, self.pad_small = crop, augment, fixed, seed, pad_small
         self.length = length or len(self.images)
-        self.max_side = max_side
+        self.max_side, self.downscale_to = max_side, downscale_to
+        self.photometric = None if photometric is None else Photometric.from_config(photometric)
         self._cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -186,6 +194,10 @@ class SyntheticDataset(Dataset):
     def _clean(self, i: int) -> torch.Tensor:
         if i not in self._cache:  # few, small photographs: keep them decoded
             x = load_rgb(self.images[i])
+            if self.downscale_to and max(x.shape[-2:]) > self.downscale_to:
+                scale = self.downscale_to / max(x.shape[-2:])
+                size = [max(1, round(n * scale)) for n in x.shape[-2:]]
+                x = F.interpolate(x[None], size=size, mode="area")[0].clamp(0, 1)
             if self.max_side and max(x.shape[-2:]) > self.max_side:
                 x = center_crop(x, min(x.shape[-2], self.max_side), min(x.shape[-1], self.max_side))
             self._cache[i] = x
@@ -200,6 +212,8 @@ class SyntheticDataset(Dataset):
             (gt,) = random_crop([gt], self.crop, g, self.pad_small, str(self.images[i]))
         if self.augment:
             (gt,) = random_flip_rotate([gt], g)
+        if self.photometric is not None:
+            gt = self.photometric(gt, g)
         gt = gt.contiguous()
         return {"lq": self.degrade(gt, g).contiguous(), "gt": gt, "name": f"{self.images[i].stem}_{index}"}
 

@@ -159,6 +159,42 @@ class RainStreaks:
         return 1 - (1 - x) * (1 - streaks)
 
 
+@dataclass
+class Photometric:
+    """A random change of a *clean* photograph's exposure and colour, so that a model sees dark
+    and strongly coloured scenes the photographs alone rarely hold (applied before the
+    degradations; the changed image is the target). Each part applies with probability ``p``:
+    a gamma drawn log-uniformly from ``gamma`` (above 1 darkens), a brightness factor, per
+    channel gains (colour balance), and a random order of the three channels."""
+
+    gamma: Range = (0.7, 3.0)
+    brightness: Range = (0.5, 1.1)
+    channel_gains: Range = (0.6, 1.3)
+    permute_channels: bool = True
+    p: float = 0.5
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        def happens() -> bool:
+            return float(torch.rand((), generator=g)) < self.p
+
+        if happens():
+            x = x.clamp(0, 1) ** math.exp(uniform(g, math.log(self.gamma[0]), math.log(self.gamma[1])))
+        if happens():
+            x = x * uniform(g, *self.brightness)
+        if happens():
+            x = x * torch.tensor([uniform(g, *self.channel_gains) for _ in range(3)]).view(3, 1, 1)
+        if self.permute_channels and happens():
+            x = x[torch.randperm(3, generator=g)]
+        return x.clamp(0, 1)
+
+    @classmethod
+    def from_config(cls, options: dict[str, Any]) -> "Photometric":
+        known = {f.name for f in fields(cls)}
+        if set(options) - known:
+            raise ConfigError(f"photometric has no option(s) {sorted(set(options) - known)}; it takes {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+
 DEGRADATIONS: dict[str, type] = {
     "gaussian_noise": GaussianNoise, "poisson_noise": PoissonNoise, "gaussian_blur": GaussianBlur,
     "motion_blur": MotionBlur, "jpeg": JPEG, "haze": Haze, "low_light": LowLight, "rain": RainStreaks,

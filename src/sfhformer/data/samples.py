@@ -75,7 +75,9 @@ def photographs(split: str = "all") -> list[Path]:
 
 def resolve_image_list(spec: str | os.PathLike | list) -> list[Path]:
     """Image files from a spec: ``"samples:train"`` / ``"samples:held_out"`` / ``"samples:all"``,
-    a sample name (``"sample:chelsea"``), a folder, a file, or a list of these."""
+    a sample name (``"sample:chelsea"``), ``"debian:train"`` / ``"debian:val"`` /
+    ``"debian:held_out"`` (photographs from Debian's desktop-background packages, those
+    installed; an error when none is), a folder, a file, or a list of these."""
     from ..io import list_images
 
     if isinstance(spec, (list, tuple)):
@@ -85,6 +87,14 @@ def resolve_image_list(spec: str | os.PathLike | list) -> list[Path]:
         return photographs(text.split(":", 1)[1])
     if text.startswith("sample:"):
         return [photograph_path(text.split(":", 1)[1])]
+    if text.startswith("debian:"):
+        from .debian import PACKAGES, debian_photographs
+
+        found = debian_photographs(text.split(":", 1)[1])
+        if not found:
+            raise NotFoundError(f"{text}: none of its photographs is installed; run configs/bundled/install_photos.sh "
+                                f"(apt-get install {' '.join(PACKAGES)})")
+        return found
     paths, errors = list_images([text])
     if errors:
         raise NotFoundError("; ".join(errors))

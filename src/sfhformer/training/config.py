@@ -64,7 +64,8 @@ class TrainConfig:
 @dataclass
 class SyntheticData:
     """Clean photographs degraded on the fly (:class:`~sfhformer.data.SyntheticDataset`).
-    ``images``: ``samples:train``, ``sample:<name>``, a folder, a file, or a list of these.
+    ``images``: ``samples:train``, ``sample:<name>``, ``debian:train`` (desktop-background
+    photographs, :mod:`sfhformer.data.debian`), a folder, a file, or a list of these.
     Fields left None take the dataset's default."""
 
     images: str | list[str]
@@ -77,6 +78,8 @@ class SyntheticData:
     seed: int | None = None
     pad_small: bool | None = None
     max_side: int | None = None
+    downscale_to: int | None = None
+    photometric: dict[str, Any] | None = None
 
 
 @dataclass
