@@ -154,3 +154,53 @@ def test_synthetic_dataset_over_sample_photographs():
     assert torch.equal(ds[(3, 0)]["lq"], s["lq"]) and not torch.equal(ds[(3, 1)]["gt"], s["gt"])
     val = SyntheticDataset(images[:2], [{"type": "gaussian_noise"}], fixed=True, augment=False)
     assert torch.equal(val[(0, 0)]["lq"], val[(0, 5)]["lq"])
+
+
+def test_photometric_changes_exposure_and_colour_of_the_target(img):
+    from sfhformer.data.degradations import Photometric
+
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    always = Photometric(gamma=(2.5, 2.5), brightness=(1, 1), channel_gains=(1, 1), permute_channels=False, p=1)
+    assert torch.allclose(always(x, torch.Generator().manual_seed(0)), x ** 2.5, atol=1e-6)  # darkens
+    mixed = Photometric(p=1)
+    a, b = (mixed(x, torch.Generator().manual_seed(s)) for s in (1, 1))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1  # seeded, in range
+    means = {tuple(mixed(x, torch.Generator().manual_seed(s)).mean((1, 2)).argsort().tolist()) for s in range(12)}
+    assert len(means) > 2  # the channels' order of brightness changes: colour casts of every kind
+    assert torch.equal(Photometric(p=0)(x, torch.Generator()), x)
+    with pytest.raises(ValueError, match=r"photometric has no option\(s\) \['hue'\]"):
+        Photometric.from_config({"hue": 0.1})
+    # in a dataset: the target is the changed photograph, the input that degraded
+    ds = SyntheticDataset(photographs("train")[:2], [{"type": "gaussian_noise", "sigma": [25, 25]}], crop=64,
+                          length=4, augment=False, photometric={"gamma": [3, 3], "p": 1, "permute_channels": False,
+                                                                "brightness": [1, 1], "channel_gains": [1, 1]})
+    plain = SyntheticDataset(photographs("train")[:2], [{"type": "gaussian_noise", "sigma": [25, 25]}], crop=64,
+                             length=4, augment=False)
+    assert ds[(0, 0)]["gt"].mean() < plain[(0, 0)]["gt"].mean() * 0.8
+
+
+def test_downscale_to_shrinks_large_photographs_once(tmp_path, img):
+    path = save(tmp_path / "big.png", img)  # 400 x 600
+    ds = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=300, augment=False)
+    assert ds[(0, 0)]["gt"].shape == (3, 200, 300)
+    small = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=1000, augment=False)
+    assert small[(0, 0)]["gt"].shape == (3, 400, 600)  # never enlarged
+
+
+def test_debian_photographs_spec(monkeypatch):
+    from sfhformer.data import debian
+    from sfhformer.data.samples import resolve_image_list
+    from sfhformer.errors import ConfigError, NotFoundError
+
+    splits = {split for *_, split in debian.DEBIAN_PHOTOS.values()}
+    assert splits == {"train", "val", "held_out"}
+    assert {pkg for pkg, *_ in debian.DEBIAN_PHOTOS.values()} <= set(debian.PACKAGES)
+    with pytest.raises(ConfigError):
+        debian.debian_photographs("test")
+    installed = debian.debian_photographs("val")
+    if installed:  # this machine has the packages: the spec names them
+        assert resolve_image_list("debian:val") == installed
+    monkeypatch.setattr(debian, "DEBIAN_PHOTOS", {"x": ("mate-backgrounds", "/nonexistent/x.jpg", "GPL-2+", "val")})
+    with pytest.raises(NotFoundError, match="debian:val: none of its photographs is installed; run "
+                                            "configs/bundled/install_photos.sh"):
+        resolve_image_list("debian:val")
