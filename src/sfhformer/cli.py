@@ -440,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                    help="fix the input size (default: ONNX takes any size from 16; TorchScript is traced at 256x256)")
     p.add_argument("--dft", choices=["auto", "operator", "matrix"], default="auto",
-                   help="ONNX: FFTs as matrix products (fixed size only: faster in ONNX Runtime, runs on "
-                        "TensorRT) or as ONNX's DFT operator; auto: matrix products when --size is given")
+                   help="ONNX: FFTs as matrix products (fixed size only: faster in ONNX Runtime, no DFT operator "
+                        "for runtimes that lack one) or as ONNX's DFT operator; auto: matrix products with --size")
     p.set_defaults(func=cmd_export)
 
     p = command("info", "parameters and MACs of presets or weights files", "model")

@@ -7,7 +7,7 @@ Without a size the graph takes any height and width from :data:`MIN_SIZE` up: wh
 the network pads to a multiple of 4 and treats the spectrum's last column without branching on
 the size (they see symbolic sizes). With a fixed size the FFTs become matrix products instead
 (:mod:`sfhformer.models.dft`): ONNX Runtime runs those several times faster than its DFT
-operator, and runtimes without one (TensorRT, ONNX Runtime's CUDA provider) can run the graph.
+operator, and runtimes or providers that lack a DFT kernel need none for it.
 TorchScript freezes the size it was traced at.
 """
 

@@ -1,7 +1,7 @@
 """The Fourier units' 2-D transforms as matrix products, for exported graphs.
 
 ONNX Runtime's DFT operator spends about 70% of an exported SFHformer's time (CPU, 512x512),
-and TensorRT and ONNX Runtime's CUDA provider have no DFT kernel at all. Inside
+and some runtimes and execution providers have no DFT kernel at all. Inside
 :func:`matrix_dft`, :func:`sfhformer.models.blocks.to_frequency` and ``from_frequency`` compute
 the same orthonormal ``rfft2`` / ``irfft2`` with MatMul, Mul and Transpose only, from matrices
 built for the concrete size being traced (so a graph exported this way has a fixed size):
