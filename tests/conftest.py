@@ -55,6 +55,18 @@ def active_model(preset="sfhformer_t", seed=0):
     return model.eval()
 
 
+def tiny_active_model(seed=0):
+    """A tiny paper model (widths 8/16/32, K=4) whose blocks all act: fast, and it changes images."""
+    import sfhformer
+    torch.manual_seed(seed)
+    model = sfhformer.SFHformer(sfhformer.SFHformerConfig(widths=(8, 16, 32), up_widths=(16, 8), num_kernels=4))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                p.normal_(std=0.3)
+    return model.eval()
+
+
 def photo(name="chelsea"):
     """A real photograph shipped with scikit-image, (H, W, 3) uint8 (or (H, W) for gray ones)."""
     import skimage.data

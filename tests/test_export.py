@@ -7,19 +7,12 @@ import torch
 import sfhformer
 from sfhformer.cli import main
 
-from conftest import photo
+from conftest import photo, tiny_active_model
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "w.safetensors"
-    torch.manual_seed(0)
-    model = sfhformer.SFHformer(sfhformer.SFHformerConfig(widths=(8, 16, 32), up_widths=(16, 8), num_kernels=4))
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n.endswith(("beta", "gamma")):
-                p.normal_(std=0.3)
-    return sfhformer.save(model.eval(), path)
+    return sfhformer.save(tiny_active_model(), tmp_path_factory.mktemp("w") / "w.safetensors")
 
 
 @pytest.fixture(scope="module")
