@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from sfhformer.data import photograph_path
+from sfhformer.errors import NotFoundError
 from sfhformer.io import read_image, rgb_pixels
 from sfhformer.restore import Restorer
 
@@ -40,19 +40,14 @@ DARKENED = ["coffee", "grace_hopper"]
 
 def photographs() -> dict[str, np.ndarray]:
     """name -> (H, W, 3) float64 in [0, 1], the clean photographs measured."""
+    from sfhformer.data.debian import load_debian_photograph
+
     out = {}
-    try:
-        from sfhformer.data.debian import DEBIAN_PHOTOS
-    except ImportError:  # pragma: no cover
-        DEBIAN_PHOTOS = {}
     for name in DEBIAN:
-        path = Path(DEBIAN_PHOTOS[name][1]) if name in DEBIAN_PHOTOS else None
-        if path is None or not path.is_file():
-            print(f"note: {name} is not installed (configs/bundled/install_photos.sh); skipped", file=sys.stderr)
-            continue
-        im = Image.open(path).convert("RGB")
-        im = im.resize((640, round(640 * im.height / im.width)), Image.LANCZOS)
-        out[name] = np.asarray(im, dtype=np.float64) / 255
+        try:
+            out[name] = load_debian_photograph(name) / 255.0
+        except NotFoundError as e:
+            print(f"note: {e}; skipped", file=sys.stderr)
     for name in DARKENED:
         out[f"{name}, gamma 2.5"] = (rgb_pixels(read_image(photograph_path(name)).pixels) / 255.0) ** 2.5
     return out

@@ -60,18 +60,11 @@ TUNING_PHOTO = "astronaut"
 
 
 def debian_held_out() -> dict[str, np.ndarray]:
-    """The held-out Debian desktop photographs that are installed, shrunk to 640 px wide (the
-    size of a reported case; shrinking also averages away the files' own noise)."""
-    from PIL import Image
+    """The held-out Debian desktop photographs that are installed, shrunk to 640 px wide."""
+    from sfhformer.data.debian import DEBIAN_PHOTOS, load_debian_photograph
 
-    from sfhformer.data.debian import DEBIAN_PHOTOS
-
-    out = {}
-    for name, (_, path, _, split) in DEBIAN_PHOTOS.items():
-        if split != "held_out" or not Path(path).is_file():
-            continue
-        im = Image.open(path).convert("RGB")
-        out[name] = np.asarray(im.resize((640, round(640 * im.height / im.width)), Image.LANCZOS))
+    out = {name: load_debian_photograph(name) for name, (_, path, _, split) in DEBIAN_PHOTOS.items()
+           if split == "held_out" and Path(path).is_file()}
     if not out:
         raise SystemExit("no Debian held-out photograph is installed: bash configs/bundled/install_photos.sh")
     return out
@@ -231,6 +224,8 @@ def main() -> None:
     parser.add_argument("--learned-only", action="store_true",
                         help="only the bundled models as sfhformer restore runs them (and --dtypes): no classical "
                              "methods, peers or tiling variants")
+    parser.add_argument("--versions", nargs="+", default=[], metavar="NAME@VERSION",
+                        help="also score these earlier bundled versions (e.g. denoise@1), tiled as they ship")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     test_set = debian_held_out() if args.debian else {name: None for name in HELD_OUT}
@@ -248,6 +243,9 @@ def main() -> None:
         tile, overlap = BUNDLED[task].tile, BUNDLED[task].tile_overlap
         ours = "SFHformer-t (bundled)"
         learned = {ours: Restorer.from_pretrained(task, device=args.device)}
+        for version in args.versions:
+            if version.split("@")[0] == task:
+                learned[f"SFHformer-t ({version})"] = Restorer.from_pretrained(version, device=args.device)
         for dtype in args.dtypes:
             learned[f"{ours}, {dtype} autocast"] = Restorer.from_pretrained(task, device=args.device, dtype=dtype)
         if not (args.learned_only or args.no_variants):
@@ -302,6 +300,8 @@ def main() -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"held_out": list(test_set), "rows": rows,
+                                               "weights": {f"{t}@{BUNDLED[t].version}": BUNDLED[t].sha256
+                                                           for t in args.tasks},
                                                "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d")},
                                               indent=1))
 

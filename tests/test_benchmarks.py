@@ -37,6 +37,11 @@ def test_tiling_benchmark_scores_every_tiling_at_every_level(tmp_path):
             degraded = next(d["psnr"] for d in rows if d["level"] == r["level"] and d["tiling"] is None)
             assert r["psnr"] > degraded + 3, r
     assert "denoise  best " in run.stdout
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tiling.py"), "--tasks", "denoise", "--side", "64",
+                    "--tilings", "0:0", "--weights", "denoise@1", "--threads", "1", "--json", str(out)], check=True,
+                   capture_output=True, text=True)
+    earlier = json.loads(out.read_text())
+    assert earlier["weights"] == "denoise@1" and len(earlier["rows"]) == 6
 
 
 def test_serve_load_check_loses_nothing_and_answers_only_202_or_503(tmp_path):

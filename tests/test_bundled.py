@@ -1,6 +1,5 @@
 """The bundled models and the demo: real trained weights that ship inside the package."""
 
-import os
 
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ import pytest
 import sfhformer
 from sfhformer.cli import main
 from sfhformer.demo import run_demo
+from sfhformer.errors import NotFoundError
 from sfhformer.pretrained import BUNDLED, WEIGHTS_DIR, available, resolve_weights
 from sfhformer.restore import Restorer
 
@@ -125,13 +125,10 @@ def test_denoise_keeps_the_colour_of_a_dark_photograph():
 def test_denoise_keeps_the_colour_of_dark_foliage():
     """The same on a dark forest path (Debian desktop background, validation split, shrunk to
     640 px wide like the reported 640x427 photograph), when installed."""
-    from PIL import Image
-
-    from sfhformer.data.debian import DEBIAN_PHOTOS
-    path = DEBIAN_PHOTOS["path"][1]
-    if not os.path.isfile(path):
-        pytest.skip("Debian's plasma-workspace-wallpapers is not installed (configs/bundled/install_photos.sh)")
-    im = Image.open(path).convert("RGB")
-    clean = np.asarray(im.resize((640, round(640 * im.height / im.width)), Image.LANCZOS), dtype=np.float64)
+    from sfhformer.data.debian import load_debian_photograph
+    try:
+        clean = load_debian_photograph("path").astype(np.float64)
+    except NotFoundError as e:
+        pytest.skip(f"{e} (the test needs Debian's plasma-workspace-wallpapers)")
     error = _colour_error(clean)
     assert np.abs(error).max() < 2, error.round(1)

@@ -204,3 +204,23 @@ def test_debian_photographs_spec(monkeypatch):
     with pytest.raises(NotFoundError, match="debian:val: none of its photographs is installed; run "
                                             "configs/bundled/install_photos.sh"):
         resolve_image_list("debian:val")
+
+
+def test_load_debian_photograph_shrinks_to_a_width_and_names_what_is_missing(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from sfhformer.data import debian
+    from sfhformer.errors import ConfigError, NotFoundError
+
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (400, 5, 3))).save(path)  # 1280x400
+    monkeypatch.setattr(debian, "DEBIAN_PHOTOS", {
+        "wide": ("mate-backgrounds", str(path), "GPL-2+", "val"),
+        "gone": ("lxqt-themes", str(tmp_path / "gone.jpg"), "CC-BY-SA-3.0", "val")})
+    small = debian.load_debian_photograph("wide")
+    assert small.shape == (200, 640, 3) and small.dtype == np.uint8
+    assert debian.load_debian_photograph("wide", width=None).shape == (400, 1280, 3)
+    with pytest.raises(ConfigError, match="'nope' is not one of the Debian photographs"):
+        debian.load_debian_photograph("nope")
+    with pytest.raises(NotFoundError, match=r"gone.jpg: not installed \(lxqt-themes; bash configs/bundled/install_"):
+        debian.load_debian_photograph("gone")

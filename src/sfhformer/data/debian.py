@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
+import numpy as np
+
+from ..errors import ConfigError, NotFoundError
 
 PACKAGES: tuple[str, ...] = ("mate-backgrounds", "plasma-workspace-wallpapers", "lxqt-themes",
                              "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
@@ -149,3 +151,26 @@ def debian_photographs(split: str = "all") -> list[Path]:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     paths = (Path(path) for _, path, _, part in DEBIAN_PHOTOS.values() if split in ("all", part))
     return [p for p in paths if p.is_file()]
+
+
+def load_debian_photograph(name: str, width: int | None = 640) -> np.ndarray:
+    """One photograph of :data:`DEBIAN_PHOTOS` as (H, W, 3) uint8 RGB, area-resampled
+    (Lanczos) to ``width`` pixels wide with its aspect kept (None: full size). 640 px is the
+    width of the reported dark-flower case; shrinking also averages away the files' own noise.
+
+    Raises:
+        ConfigError: ``name`` is not listed.
+        NotFoundError: its package is not installed (the message names the install script).
+    """
+    from PIL import Image
+
+    if name not in DEBIAN_PHOTOS:
+        raise ConfigError(f"{name!r} is not one of the Debian photographs ({', '.join(DEBIAN_PHOTOS)})")
+    package, path, _, _ = DEBIAN_PHOTOS[name]
+    if not Path(path).is_file():
+        raise NotFoundError(f"{path}: not installed ({package}; bash configs/bundled/install_photos.sh)")
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if width is not None and im.width != width:
+            im = im.resize((width, round(width * im.height / im.width)), Image.LANCZOS)
+        return np.asarray(im)
