@@ -1,7 +1,7 @@
 """Why does the bundled denoiser shift the colour of some photographs? Per-channel mean errors.
 
     python benchmarks/colour_cast.py --json benchmarks/results/colour_cast.json
-    python benchmarks/colour_cast.py --weights denoise@1 --weights runs/bundled_denoise_v2/checkpoints/best.safetensors
+    python benchmarks/colour_cast.py --weights denoise@1 --weights denoise@2 --json benchmarks/results/colour_cast_v2.json
 
 Photographs: the darkest and most strongly coloured Debian desktop backgrounds of the
 validation and held-out splits (``sfhformer.data.debian``; install them with
@@ -68,9 +68,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", action="append", help="weights to measure (default: denoise); repeatable")
     parser.add_argument("--sigma", type=float, default=25)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     restorers = {}
     for w in args.weights or ["denoise"]:
         restorers[f"{w}, 128 px tiles" if w.startswith("denoise") else w] = Restorer.from_pretrained(w, device="cpu")

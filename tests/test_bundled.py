@@ -18,6 +18,8 @@ def test_every_bundled_model_ships_and_is_small():
     assert set(available()) == set(BUNDLED) == {"denoise", "deblur"}
     total = sum((WEIGHTS_DIR / w.file).stat().st_size for w in BUNDLED.values())
     assert total < 20 * 2**20
+    everything = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir())  # the earlier versions too
+    assert everything < 20 * 2**20, everything
     for name in BUNDLED:
         model = sfhformer.load(resolve_weights(name))
         assert model.config.widths == (32, 64, 128)  # sfhformer_t
@@ -93,8 +95,32 @@ def test_every_bundled_file_has_its_recorded_sha256_and_a_versioned_name():
     for versioned, w in VERSIONS.items():
         assert bundled_model(versioned) is w and resolve_weights(versioned) == WEIGHTS_DIR / w.file
         assert hashlib.sha256((WEIGHTS_DIR / w.file).read_bytes()).hexdigest() == w.sha256, versioned
+    assert BUNDLED["denoise"].version == 2 and resolve_weights("denoise") == resolve_weights("denoise@2")
+    assert resolve_weights("denoise@1") != resolve_weights("denoise")  # version 1 kept, bit for bit
     restorer = Restorer.from_pretrained("denoise@1", device="cpu")
-    assert restorer.tile == BUNDLED["denoise"].tile  # the version keeps its own tiling
+    assert restorer.tile == VERSIONS["denoise@1"].tile  # the version keeps its own tiling
+
+
+@pytest.mark.parametrize("sigma", [pytest.param(15, marks=pytest.mark.xfail(strict=True, reason=(
+    "issue 20, open: denoise@2 is still 1.2 dB behind non-local means on rocket at sigma 15 (version 1: 1.9); "
+    "strict: a model that passes fails this until the marker goes"))), 25])
+def test_denoiser_beats_non_local_means_where_version_1_did_not(sigma):
+    """Issue 20's required goal at version 1's worst case: on the held-out `rocket` it lost to
+    non-local means by 1.88 dB at sigma 15 and 0.23 dB at sigma 25 (benchmarks/quality.py, whose
+    NLM this is: h = 0.6 sigma, tuned there on a training photograph). The latest model wins."""
+    from skimage.restoration import denoise_nl_means
+
+    from sfhformer.metrics import psnr
+
+    clean = photo("rocket")
+    rng = np.random.default_rng(sigma)
+    noisy = np.clip(np.rint(clean + rng.normal(0, sigma, clean.shape)), 0, 255).astype(np.uint8)
+    s = sigma / 255
+    nlm = denoise_nl_means(noisy / 255.0, h=0.6 * s, sigma=s, patch_size=5, patch_distance=6, fast_mode=True,
+                           channel_axis=-1)
+    nlm = np.clip(np.rint(nlm * 255), 0, 255).astype(np.uint8)
+    ours = Restorer.from_pretrained("denoise", device="cpu").restore(noisy)
+    assert psnr(ours, clean) > psnr(nlm, clean), (psnr(ours, clean), psnr(nlm, clean))
 
 
 def _colour_error(clean: np.ndarray, sigma: float = 25) -> np.ndarray:
@@ -106,13 +132,9 @@ def _colour_error(clean: np.ndarray, sigma: float = 25) -> np.ndarray:
     return (restored.astype(np.float64) - clean).reshape(-1, 3).mean(0)
 
 
-COLOUR_CAST = pytest.mark.xfail(strict=True, reason=(
-    "issue 20: denoise@1 shifts the colour of dark and strongly coloured photographs; version 2 "
-    "(configs/bundled/denoise_v2.yaml) is being trained. strict: this fails once the shipped model passes, "
-    "so the marker goes with it"))
-
-
-@COLOUR_CAST
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 20, open: denoise@2 leaves +2.6/255 in the blue of the darkened coffee (near black: the noise "
+    "clipped at black; version 1: +5.7); strict: a model that passes fails this until the marker goes"))
 def test_denoise_keeps_the_colour_of_a_dark_photograph():
     """The reported case (a dark photograph, sigma 25, the default tiling): the mean colour of
     every channel stays within 2/255. A held-out photograph darkened with gamma 2.5 (mean 0.19)."""
@@ -121,14 +143,17 @@ def test_denoise_keeps_the_colour_of_a_dark_photograph():
     assert np.abs(error).max() < 2, error.round(1)
 
 
-@COLOUR_CAST
-def test_denoise_keeps_the_colour_of_dark_foliage():
-    """The same on a dark forest path (Debian desktop background, validation split, shrunk to
-    640 px wide like the reported 640x427 photograph), when installed."""
+@pytest.mark.parametrize("name", ["path", pytest.param("one_stands_out", marks=pytest.mark.xfail(strict=True, reason=(
+    "issue 20, open: denoise@2 leaves +2.6/255 in the blue of the dark moss (blue mean 0.07: the noise clipped at "
+    "black; version 1: +4.8 red, -2.9 green, +3.2 blue)")))])
+def test_denoise_keeps_the_colour_of_dark_foliage(name):
+    """The same on Debian desktop backgrounds, shrunk to 640 px wide like the reported 640x427
+    photograph, when installed: a dark forest path (validation split) and dark moss (held out:
+    never used to pick anything)."""
     from sfhformer.data.debian import load_debian_photograph
     try:
-        clean = load_debian_photograph("path").astype(np.float64)
+        clean = load_debian_photograph(name).astype(np.float64)
     except NotFoundError as e:
-        pytest.skip(f"{e} (the test needs Debian's plasma-workspace-wallpapers)")
+        pytest.skip(f"{e} (configs/bundled/install_photos.sh installs it)")
     error = _colour_error(clean)
     assert np.abs(error).max() < 2, error.round(1)

@@ -93,7 +93,8 @@ FILES = {
     "lol_s.pth": (["lol", "lol_s"], ModelTiling.DISCOURAGED),
     "paper_small_g4.pth": (["paper", "custom", *SMALL_TAGS, "K4"], ModelTiling.SUPPORTED),
     "paper_t_g1.pth": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
-    "denoise.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
+    "denoise.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # denoise@1
+    "denoise_v2.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
     "deblur.safetensors": (["paper", "sfhformer_t", "K4"], ModelTiling.SUPPORTED),
     # our conversion of the ITS-style file: no Fourier BN in its keys, so detected as such
     "its.safetensors": (["haze", "custom", *SMALL_TAGS, "no-fourier-bn"], ModelTiling.DISCOURAGED),
@@ -105,7 +106,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     """Every file of FILES: the golden authors' checkpoints, the bundled weights, and the
     ITS-style golden file converted as the docs tell ITS users to."""
     paths = {name: GOLDEN / name for name in FILES if name.endswith(".pth")}
-    paths.update({name: WEIGHTS / name for name in ("denoise.safetensors", "deblur.safetensors")})
+    paths.update({name: WEIGHTS / name for name in FILES if name.endswith(".safetensors") and name != "its.safetensors"})
     its = tmp_path_factory.mktemp("spandrel") / "its.safetensors"
     sfhformer.save(sfhformer.load(GOLDEN / "haze_small_nobn.pth", fourier_bn=False), its)
     paths["its.safetensors"] = its

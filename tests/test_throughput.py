@@ -163,7 +163,7 @@ def test_restore_across_two_processes_equals_one_process(tmp_path, weights):
     assert main(["restore", str(inputs), "-o", str(tmp_path / "one"), "--weights", str(weights), "--tile", "32",
                  "--tile-overlap", "8"]) == 1
     done = _torchrun("restore", inputs, "-o", tmp_path / "two", "--weights", weights, "--tile", "32",
-                     "--tile-overlap", "8")
+                     "--tile-overlap", "8", "--dtype", "fp16")  # fp16 on a CPU: fp32 and a note
     assert done.returncode != 0  # a failed input: every process exits 1
     one, two = sorted(p.name for p in (tmp_path / "one").iterdir()), sorted(p.name for p in (tmp_path / "two").iterdir())
     assert one == two == [f"img{i}.png" for i in range(5)]
@@ -173,6 +173,7 @@ def test_restore_across_two_processes_equals_one_process(tmp_path, weights):
     assert done.stdout.count("restored 5 image(s)") == 1 and "2 failed (2 processes)" in done.stdout
     assert done.stderr.count("broken.png") == 1  # each failure reported once, by the process that had it
     assert done.stderr.count("would overwrite that of") == 1
+    assert done.stderr.count("note: float16 is for CUDA devices") == 1  # notes once, not per process
 
 
 def test_eval_across_two_processes_equals_one_process(tmp_path, weights):

@@ -281,10 +281,11 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
             sfhformer.load(weights / f"{task}.safetensors").config
 
 
-def test_denoise_v2_recipe_runs_from_the_bundled_weights(tmp_path, capsys):
-    """configs/bundled/denoise_v2.yaml for a few tiny steps: it starts from `denoise` (version 1)
-    and reads Debian's desktop photographs; where they are not installed, the pip photographs
-    stand in for them (said in the skip-free output below)."""
+@pytest.mark.parametrize("task", ["denoise", "deblur"])
+def test_v2_recipe_runs_from_the_bundled_weights(tmp_path, capsys, task):
+    """configs/bundled/{denoise,deblur}_v2.yaml for a few tiny steps: each starts from version 1
+    of its model (`denoise@1`, `deblur@1`) and reads Debian's desktop photographs; where they are
+    not installed, the pip photographs stand in for them (said in the skip-free output below)."""
     from sfhformer.cli import main
     from sfhformer.data.debian import debian_photographs
 
@@ -294,10 +295,11 @@ def test_denoise_v2_recipe_runs_from_the_bundled_weights(tmp_path, capsys):
     if not debian_photographs("train"):
         print("Debian desktop photographs not installed: the recipe runs on the pip photographs here")
         overrides += ["data.train.images=[samples:train]", "data.val.images=sample:astronaut"]
-    assert main(["train", str(root / "configs" / "bundled" / "denoise_v2.yaml"), *overrides]) == 0
+    assert main(["train", str(root / "configs" / "bundled" / f"{task}_v2.yaml"), *overrides]) == 0
     cfg = json.loads((tmp_path / "v2" / "config.json").read_text())
-    assert cfg["train"]["init_from"] == "denoise" and cfg["data"]["train"]["photometric"]["p"] == 0.5
-    assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == sfhformer.load("denoise").config
+    assert cfg["train"]["init_from"] == f"{task}@1" and cfg["data"]["train"]["photometric"]["p"] == 0.5
+    assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == \
+        sfhformer.load(f"{task}@1").config
 
 
 # -- guards against defects the suite once missed (issue 13) ----------------------------------

@@ -92,8 +92,9 @@ def _restorer(args: argparse.Namespace, **options: Any):
                                             **{"max_pixels": args.max_pixels, "ensemble": args.ensemble,
                                                "keep_freed_memory": True, "tile_batch": args.tile_batch,
                                                "dtype": args.dtype or "fp32", **tiling, **options})
-    for note in notes:
-        print(f"note: {note.message}", file=sys.stderr)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: every process builds the same Restorer; say it once
+        for note in notes:
+            print(f"note: {note.message}", file=sys.stderr)
     return restorer
 
 

@@ -38,11 +38,13 @@ class BundledWeights:
     sha256: str = ""
 
 
+_DENOISE_DEMO = ({"type": "gaussian_noise", "sigma": [25, 25]},)
+
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
-        "denoise.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 15-50)",
-        "configs/bundled/denoise_256.yaml", ({"type": "gaussian_noise", "sigma": [25, 25]},), tile=128,
-        sha256="de521e7cc8e9cec0c40da420ca51b432bbd0760d878adadf2eda0df029ba18e2"),
+        "denoise_v2.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 5-50)",
+        "configs/bundled/denoise_v2.yaml", _DENOISE_DEMO, tile=128, version=2,
+        sha256="02dae33ab668c552247c1a68e145b6412e0d4d71c9ffcd0fc9a8d0f276bc17d9"),
     "deblur": BundledWeights(
         "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
         "configs/bundled/deblur_256.yaml",
@@ -50,9 +52,19 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="6adc1ea2eb413173d21629782f16886418be55da4e7b59e644cf8ddcc95f2370"),
 }
 
-# Every version by ``NAME@VERSION``; the plain name is the latest (earlier versions stay loadable
-# so that published results can be reproduced).
-VERSIONS: dict[str, BundledWeights] = {f"{name}@{w.version}": w for name, w in BUNDLED.items()}
+# Earlier versions, kept bit for bit so that published results can be reproduced.
+EARLIER: dict[str, tuple[BundledWeights, ...]] = {
+    "denoise": (BundledWeights(
+        "denoise.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 15-50); casts colour on dark "
+        "or strongly coloured photographs (docs/bundled-models.md)",
+        "configs/bundled/denoise_256.yaml", _DENOISE_DEMO, tile=128, version=1,
+        sha256="de521e7cc8e9cec0c40da420ca51b432bbd0760d878adadf2eda0df029ba18e2"),),
+}
+
+# Every version by ``NAME@VERSION``; the plain name is the latest.
+VERSIONS: dict[str, BundledWeights] = {
+    f"{name}@{w.version}": w
+    for name, w in [*BUNDLED.items(), *((name, w) for name, ws in EARLIER.items() for w in ws)]}
 
 
 def available() -> dict[str, BundledWeights]:

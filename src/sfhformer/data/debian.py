@@ -173,4 +173,4 @@ def load_debian_photograph(name: str, width: int | None = 640) -> np.ndarray:
         im = im.convert("RGB")
         if width is not None and im.width != width:
             im = im.resize((width, round(width * im.height / im.width)), Image.LANCZOS)
-        return np.asarray(im)
+        return np.array(im)  # writable (torch.from_numpy warns on a read-only array)
