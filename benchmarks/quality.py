@@ -51,7 +51,7 @@ from sfhformer.data import HELD_OUT, photograph_path  # noqa: E402
 from sfhformer.data.degradations import GaussianNoise, MotionBlur  # noqa: E402
 from sfhformer.io import read_image  # noqa: E402
 from sfhformer.metrics import psnr, ssim, to_rgb_uint8  # noqa: E402
-from sfhformer.pretrained import BUNDLED  # noqa: E402
+from sfhformer.pretrained import BUNDLED, VERSIONS  # noqa: E402
 from sfhformer.restore import Restorer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,6 +227,8 @@ def main() -> None:
     parser.add_argument("--versions", nargs="+", default=[], metavar="NAME@VERSION",
                         help="also score these earlier bundled versions (e.g. denoise@1), tiled as they ship")
     args = parser.parse_args()
+    if set(args.versions) - set(VERSIONS):
+        parser.error(f"--versions: no bundled {sorted(set(args.versions) - set(VERSIONS))}; there are {', '.join(VERSIONS)}")
     torch.set_num_threads(args.threads)
     test_set = debian_held_out() if args.debian else {name: None for name in HELD_OUT}
     if "BM3D" in CLASSICAL["denoise"] and importlib.util.find_spec("bm3d") is None:
@@ -300,8 +302,9 @@ def main() -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"held_out": list(test_set), "rows": rows,
-                                               "weights": {f"{t}@{BUNDLED[t].version}": BUNDLED[t].sha256
-                                                           for t in args.tasks},
+                                               "weights": {**{f"{t}@{BUNDLED[t].version}": BUNDLED[t].sha256
+                                                              for t in args.tasks},
+                                                           **{v: VERSIONS[v].sha256 for v in args.versions}},
                                                "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d")},
                                               indent=1))
 

@@ -1,6 +1,5 @@
 """The bundled models and the demo: real trained weights that ship inside the package."""
 
-
 import numpy as np
 import pytest
 

@@ -154,8 +154,8 @@ def debian_photographs(split: str = "all") -> list[Path]:
 
 
 def load_debian_photograph(name: str, width: int | None = 640) -> np.ndarray:
-    """One photograph of :data:`DEBIAN_PHOTOS` as (H, W, 3) uint8 RGB, area-resampled
-    (Lanczos) to ``width`` pixels wide with its aspect kept (None: full size). 640 px is the
+    """One photograph of :data:`DEBIAN_PHOTOS` as (H, W, 3) uint8 RGB, resampled (Lanczos) to
+    ``width`` pixels wide with its aspect kept (None: full size). 640 px is the
     width of the reported dark-flower case; shrinking also averages away the files' own noise.
 
     Raises:
