@@ -61,10 +61,9 @@ TUNING_PHOTO = "astronaut"
 
 def debian_held_out() -> dict[str, np.ndarray]:
     """The held-out Debian desktop photographs that are installed, shrunk to 640 px wide."""
-    from sfhformer.data.debian import DEBIAN_PHOTOS, load_debian_photograph
+    from sfhformer.data.debian import installed_names, load_debian_photograph
 
-    out = {name: load_debian_photograph(name) for name, (_, path, _, split) in DEBIAN_PHOTOS.items()
-           if split == "held_out" and Path(path).is_file()}
+    out = {name: load_debian_photograph(name) for name in installed_names("held_out")}
     if not out:
         raise SystemExit("no Debian held-out photograph is installed: bash configs/bundled/install_photos.sh")
     return out

@@ -79,9 +79,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tilings = [(int(t) or None, int(o)) for t, o in (spec.split(":") for spec in args.tilings)]
     if args.debian_val:
-        from sfhformer.data.debian import DEBIAN_PHOTOS, load_debian_photograph
+        from sfhformer.data.debian import installed_names, load_debian_photograph
 
-        names = [n for n, (_, path, _, split) in DEBIAN_PHOTOS.items() if split == "val" and Path(path).is_file()]
+        names = installed_names("val")
         if not names:
             raise SystemExit("no Debian validation photograph is installed: bash configs/bundled/install_photos.sh")
         photos = [load_debian_photograph(name) for name in names]

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from quality import degrade, nlm, tune  # noqa: E402
 
-from sfhformer.data.debian import DEBIAN_PHOTOS, load_debian_photograph  # noqa: E402
+from sfhformer.data.debian import installed_names, load_debian_photograph  # noqa: E402
 from sfhformer.metrics import psnr  # noqa: E402
 from sfhformer.restore import Restorer  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = [n for n, (_, path, _, split) in DEBIAN_PHOTOS.items() if split == "val" and Path(path).is_file()]
+    names = installed_names("val")
     if not names:
         raise SystemExit("no Debian validation photograph is installed: bash configs/bundled/install_photos.sh")
     restorer = Restorer.from_pretrained(args.weights, device="cpu", tile=128, tile_overlap=32)

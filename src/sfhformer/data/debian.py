@@ -147,10 +147,15 @@ DEBIAN_PHOTOS: dict[str, tuple[str, str, str, str]] = {
 def debian_photographs(split: str = "all") -> list[Path]:
     """Installed files of a split (``"train"``, ``"val"``, ``"held_out"`` or ``"all"``);
     photographs whose package is not installed are left out."""
+    return [Path(DEBIAN_PHOTOS[name][1]) for name in installed_names(split)]
+
+
+def installed_names(split: str = "all") -> list[str]:
+    """Names (keys of :data:`DEBIAN_PHOTOS`) of a split's photographs that are installed."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    paths = (Path(path) for _, path, _, part in DEBIAN_PHOTOS.values() if split in ("all", part))
-    return [p for p in paths if p.is_file()]
+    return [name for name, (_, path, _, part) in DEBIAN_PHOTOS.items()
+            if split in ("all", part) and Path(path).is_file()]
 
 
 def load_debian_photograph(name: str, width: int | None = 640) -> np.ndarray:
