@@ -70,12 +70,14 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=25)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument("--tiled-only", action="store_true", help="no whole-image rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     restorers = {}
     for w in args.weights or ["denoise"]:
-        restorers[f"{w}, 128 px tiles" if w.startswith("denoise") else w] = Restorer.from_pretrained(w, device="cpu")
-        if w.startswith("denoise"):
+        # a weights file gets the bundled denoiser's tiling, as a bundled name does by default
+        restorers[f"{w}, 128 px tiles"] = Restorer.from_pretrained(w, device="cpu", tile=128, tile_overlap=32)
+        if not args.tiled_only:
             restorers[f"{w}, whole"] = Restorer.from_pretrained(w, device="cpu", tile=None)
     rows = []
     for name, photo in photographs().items():

@@ -54,3 +54,31 @@ def test_serve_load_check_loses_nothing_and_answers_only_202_or_503(tmp_path):
     result = json.loads(out.read_text())
     assert result["completed"] > 0 and result["lost"] == 0
     assert set(result["statuses"]) <= {"202", "503"} and result["server_peak_rss_mb"] > 0
+
+
+def test_validation_benchmark_scores_weights_as_a_recipe_validates(tmp_path):
+    """benchmarks/validation.py --recipe: each weights' PSNR on a config's validation set, tiled as
+    its val section says: what picked denoise@3's checkpoint, rerunnable on any weights."""
+    import torch
+    import yaml
+
+    import sfhformer
+    from sfhformer.training import load_config
+    from sfhformer.training.loop import make_dataset, validate
+
+    cfg = {"name": "v", "model": {"preset": "sfhformer_t"},
+           "data": {"train": {"type": "synthetic", "images": "sample:camera", "degradations": []},
+                    "val": {"type": "synthetic", "images": "sample:chelsea", "fixed": True, "max_side": 96,
+                            "degradations": [{"type": "gaussian_noise", "sigma": [25, 25]}]}},
+           "val": {"tile": 64, "tile_overlap": 16}}
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validation.py"), "denoise@1", "denoise@2",
+                          "--recipe", str(path)], check=True, capture_output=True, text=True)
+    lines = run.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["denoise@1", "denoise@2"]
+    loaded = load_config(path)
+    data = make_dataset(loaded.data.val, loaded.train.seed, validation=True)
+    expected = validate(sfhformer.load("denoise@2").eval(), data, torch.device("cpu"), tile=64, tile_overlap=16)
+    assert f"denoise@2: {expected['psnr']:.3f} dB" in lines[1]
+    assert float(lines[0].split()[1]) != float(lines[1].split()[1])

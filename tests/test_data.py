@@ -7,6 +7,7 @@ import torch
 from sfhformer.data import Compose, PairedImageDataset, SyntheticDataset, photographs
 from sfhformer.data.datasets import random_crop, random_flip_rotate
 from sfhformer.data.degradations import DEGRADATIONS
+from sfhformer.errors import ConfigError
 from sfhformer.io import write_image
 
 from conftest import photo
@@ -185,6 +186,21 @@ def test_downscale_to_shrinks_large_photographs_once(tmp_path, img):
     assert ds[(0, 0)]["gt"].shape == (3, 200, 300)
     small = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=1000, augment=False)
     assert small[(0, 0)]["gt"].shape == (3, 400, 600)  # never enlarged
+
+
+def test_downscale_to_a_list_draws_a_scale_per_sample(tmp_path, img):
+    path = save(tmp_path / "big.png", img)  # 400 x 600
+    ds = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=[150, 300, 1000], augment=False,
+                          length=40)
+    shapes = {tuple(ds[(i, 0)]["gt"].shape) for i in range(40)}
+    assert shapes == {(3, 100, 150), (3, 200, 300), (3, 400, 600)}
+    assert torch.equal(ds[(7, 0)]["gt"], ds[(7, 0)]["gt"]) and torch.equal(ds[(7, 0)]["lq"], ds[(7, 0)]["lq"])
+    single = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=[300], augment=False)
+    one = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=300, augment=False)
+    assert torch.equal(single[(0, 0)]["lq"], one[(0, 0)]["lq"])  # a one-side list draws nothing extra
+    for bad in ([], [0], [300, "big"], [True]):
+        with pytest.raises(ConfigError, match="downscale_to"):
+            SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=bad)
 
 
 def test_debian_photographs_spec(monkeypatch):

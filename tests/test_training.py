@@ -71,6 +71,35 @@ def test_config_defaults_overrides_and_errors(tmp_path):
         load_config(tmp_path / "none.yaml")
 
 
+def test_validation_in_tiles_scores_what_the_restorer_returns(tmp_path):
+    """val.tile: validation restores as a bundled model ships (tiles blended over the overlap),
+    not whole images in one pass; the two differ for a model trained on small crops."""
+    from sfhformer.data import SyntheticDataset
+    from sfhformer.data.samples import photograph_path
+    from sfhformer.metrics import score
+    from sfhformer.restore import Restorer
+    from sfhformer.training.loop import validate
+
+    model = sfhformer.create_model("sfhformer_t", widths=[8, 16, 32], up_widths=[16, 8]).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # zero-initialised residual scales: give the blocks some effect
+        for name, p in model.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                p.fill_(0.5)
+    data = SyntheticDataset([photograph_path("chelsea")],
+                            [{"type": "gaussian_noise", "sigma": [25, 25]}], fixed=True, max_side=96)
+    sample = data[0]
+    restored = Restorer(model, device="cpu", tile=48, tile_overlap=16).restore_tensor(sample["lq"][None])
+    tiled = validate(model, data, torch.device("cpu"), tile=48, tile_overlap=16)
+    whole = validate(model, data, torch.device("cpu"))
+    assert tiled["psnr"] == pytest.approx(score(restored, sample["gt"][None])[0], abs=1e-9)
+    assert abs(tiled["psnr"] - whole["psnr"]) > 1e-3
+    cfg = load_config(write_config(tmp_path), ["val.tile=64", "val.tile_overlap=16"])
+    assert (cfg.val.tile, cfg.val.tile_overlap) == (64, 16)
+    with pytest.raises(ConfigError, match="val.tile_overlap must be smaller than val.tile"):
+        load_config(write_config(tmp_path), ["val.tile=32", "val.tile_overlap=32"])
+
+
 def test_sampler_splits_each_global_batch_across_processes():
     single = iter(EpochBatchSampler(10, 4, seed=1))
     ranks = [iter(EpochBatchSampler(10, 4, seed=1, rank=r, world=2)) for r in range(2)]
@@ -281,11 +310,13 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
             sfhformer.load(weights / f"{task}.safetensors").config
 
 
-@pytest.mark.parametrize("task", ["denoise", "deblur"])
-def test_v2_recipe_runs_from_the_bundled_weights(tmp_path, capsys, task):
-    """configs/bundled/{denoise,deblur}_v2.yaml for a few tiny steps: each starts from version 1
-    of its model (`denoise@1`, `deblur@1`) and reads Debian's desktop photographs; where they are
-    not installed, the pip photographs stand in for them (said in the skip-free output below)."""
+@pytest.mark.parametrize("task, version, start", [("denoise", 2, "denoise@1"), ("deblur", 2, "deblur@1"),
+                                                  ("denoise", 3, "denoise@2")])
+def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, version, start):
+    """configs/bundled/{denoise,deblur}_v2.yaml and denoise_v3.yaml for a few tiny steps: each
+    starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`) and reads Debian's
+    desktop photographs; where they are not installed, the pip photographs stand in for them
+    (said in the skip-free output below)."""
     from sfhformer.cli import main
     from sfhformer.data.debian import debian_photographs
 
@@ -295,11 +326,11 @@ def test_v2_recipe_runs_from_the_bundled_weights(tmp_path, capsys, task):
     if not debian_photographs("train"):
         print("Debian desktop photographs not installed: the recipe runs on the pip photographs here")
         overrides += ["data.train.images=[samples:train]", "data.val.images=sample:astronaut"]
-    assert main(["train", str(root / "configs" / "bundled" / f"{task}_v2.yaml"), *overrides]) == 0
+    assert main(["train", str(root / "configs" / "bundled" / f"{task}_v{version}.yaml"), *overrides]) == 0
     cfg = json.loads((tmp_path / "v2" / "config.json").read_text())
-    assert cfg["train"]["init_from"] == f"{task}@1" and cfg["data"]["train"]["photometric"]["p"] == 0.5
+    assert cfg["train"]["init_from"] == start and cfg["data"]["train"]["photometric"]["p"] == 0.5
     assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == \
-        sfhformer.load(f"{task}@1").config
+        sfhformer.load(start).config
 
 
 # -- guards against defects the suite once missed (issue 13) ----------------------------------

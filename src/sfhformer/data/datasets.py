@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,45 +170,53 @@ class SyntheticDataset(Dataset):
         max_side: centre-crop larger images to this side (validation sets).
         downscale_to: shrink images whose longer side exceeds this (area averaging), once when
             loaded: large photographs (desktop backgrounds of 2560 px and more) carry their own
-            noise and JPEG artefacts, which shrinking averages away.
+            noise and JPEG artefacts, which shrinking averages away. A list of sides: each sample
+            uses one of them, drawn uniformly (photographs at several scales: the smaller, the
+            denser their detail per pixel).
         photometric: options of :class:`~sfhformer.data.degradations.Photometric` (exposure
             and colour changes of the clean image, the target); None: none.
     """
 
     def __init__(self, images: list[Path], degradations: Compose | list[dict[str, Any]], crop: int | None = None,
                  augment: bool = True, length: int | None = None, fixed: bool = False, seed: int = 0,
-                 pad_small: bool = True, max_side: int | None = None, downscale_to: int | None = None,
-                 photometric: dict[str, Any] | None = None) -> None:
+                 pad_small: bool = True, max_side: int | None = None,
+                 downscale_to: int | Sequence[int] | None = None, photometric: dict[str, Any] | None = None) -> None:
         if not images:
             raise ConfigError("a synthetic dataset needs at least one clean image")
         self.images = [Path(p) for p in images]
         self.degrade = degradations if isinstance(degradations, Compose) else Compose.from_config(degradations)
         self.crop, self.augment, self.fixed, self.seed, self.pad_small = crop, augment, fixed, seed, pad_small
         self.length = length or len(self.images)
-        self.max_side, self.downscale_to = max_side, downscale_to
+        sides = list(downscale_to) if isinstance(downscale_to, (list, tuple)) else [downscale_to]
+        if not sides or any(s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 1) for s in sides):
+            raise ConfigError(f"downscale_to: expected a side in pixels or a list of them, got {downscale_to!r}")
+        self.max_side, self.downscale_to = max_side, sides
         self.photometric = None if photometric is None else Photometric.from_config(photometric)
-        self._cache: dict[int, torch.Tensor] = {}
+        self._cache: dict[tuple[int, int | None], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.length
 
-    def _clean(self, i: int) -> torch.Tensor:
-        if i not in self._cache:  # few, small photographs: keep them decoded
+    def _clean(self, i: int, side: int | None) -> torch.Tensor:
+        if (i, side) not in self._cache:  # few, small photographs: keep them decoded
             x = load_rgb(self.images[i])
-            if self.downscale_to and max(x.shape[-2:]) > self.downscale_to:
-                scale = self.downscale_to / max(x.shape[-2:])
+            if side and max(x.shape[-2:]) > side:
+                scale = side / max(x.shape[-2:])
                 size = [max(1, round(n * scale)) for n in x.shape[-2:]]
                 x = F.interpolate(x[None], size=size, mode="area")[0].clamp(0, 1)
             if self.max_side and max(x.shape[-2:]) > self.max_side:
                 x = center_crop(x, min(x.shape[-2], self.max_side), min(x.shape[-1], self.max_side))
-            self._cache[i] = x
-        return self._cache[i]
+            self._cache[i, side] = x
+        return self._cache[i, side]
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = _split_index(item)
         i = index % len(self.images)
         g = sample_generator(self.seed, 0 if self.fixed else epoch, index)
-        gt = self._clean(i)
+        # one side: no draw, so the samples of single-scale recipes stay as they were
+        side = self.downscale_to[0] if len(self.downscale_to) == 1 else \
+            self.downscale_to[int(torch.randint(len(self.downscale_to), (), generator=g))]
+        gt = self._clean(i, side)
         if self.crop:
             (gt,) = random_crop([gt], self.crop, g, self.pad_small, str(self.images[i]))
         if self.augment:

@@ -78,7 +78,7 @@ class SyntheticData:
     seed: int | None = None
     pad_small: bool | None = None
     max_side: int | None = None
-    downscale_to: int | None = None
+    downscale_to: int | list[int] | None = None  # a list: one drawn per sample
     photometric: dict[str, Any] | None = None
 
 
@@ -119,9 +119,16 @@ class ValConfig:
     y_channel: bool = False
     max_images: int | None = None
     log_images: int = 3
+    # Validate the way the model will be used: a bundled model restores in tiles, and whole
+    # images scored in one pass picked the wrong checkpoint of denoise@2 (docs/bundled-models.md).
+    tile: int | None = None  # None: whole images in one pass
+    tile_overlap: int = 32
 
     def __post_init__(self) -> None:
-        _at_least(self, "val", every=1, every_epochs=1, crop_border=0, log_images=0, max_images=1)
+        _at_least(self, "val", every=1, every_epochs=1, crop_border=0, log_images=0, max_images=1, tile=8,
+                  tile_overlap=0)
+        if self.tile is not None and self.tile_overlap >= self.tile:
+            raise ConfigError(f"val.tile_overlap must be smaller than val.tile ({self.tile}), got {self.tile_overlap}")
 
 
 @dataclass

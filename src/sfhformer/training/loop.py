@@ -325,7 +325,8 @@ def next_batch(batches):
 def validate_and_keep_best(state: TrainState, val_set, cfg: RunConfig, device: torch.device, log: "RunLog") -> None:
     vc = cfg.val
     protocol = Protocol(quantize=vc.protocol == "basicsr", y_channel=vc.y_channel, crop_border=vc.crop_border)
-    result = validate(state.weights, val_set, device, max_images=vc.max_images, protocol=protocol)
+    result = validate(state.weights, val_set, device, max_images=vc.max_images, protocol=protocol, tile=vc.tile,
+                      tile_overlap=vc.tile_overlap)
     log.validation(state.step, result)
     if result["psnr"] > state.best_psnr:  # NaN weights score NaN: never "best"
         state.best_psnr = result["psnr"]
@@ -345,9 +346,14 @@ def check_state(state: TrainState, procs: Processes, last_good) -> None:
 
 @torch.no_grad()
 def validate(model: nn.Module, dataset, device: torch.device, crop_border: int = 0, y_channel: bool = False,
-             max_images: int | None = None, protocol: Protocol | None = None) -> dict[str, Any]:
+             max_images: int | None = None, protocol: Protocol | None = None, tile: int | None = None,
+             tile_overlap: int = 32) -> dict[str, Any]:
     """Mean PSNR/SSIM of ``model`` (eval mode) and of the degraded input over whole images, by
-    ``protocol`` (default: BasicSR's, with ``crop_border`` and ``y_channel``)."""
+    ``protocol`` (default: BasicSR's, with ``crop_border`` and ``y_channel``); with ``tile``,
+    restored in tiles of that side blended over ``tile_overlap`` pixels, as
+    :class:`~sfhformer.restore.Restorer` does."""
+    from ..restore import forward_tiled
+
     p = protocol or Protocol(crop_border=crop_border, y_channel=y_channel)
     was_training = model.training
     model.eval()
@@ -356,7 +362,11 @@ def validate(model: nn.Module, dataset, device: torch.device, crop_border: int =
     for i in range(n):
         sample = dataset[i]
         lq, gt = sample["lq"][None].to(device), sample["gt"][None]
-        pred = model(lq).float().clamp(0, 1).cpu()
+        if tile is not None and max(lq.shape[-2:]) > tile:
+            pred = forward_tiled(lambda t: model(t).float(), lq, tile, tile_overlap)
+        else:
+            pred = model(lq).float()
+        pred = pred.clamp(0, 1).cpu()
         rows.append((*score(pred, gt, name=f"validation image {sample['name']}", protocol=p),
                      psnr(lq.cpu(), gt, p.crop_border, p.y_channel, quantize=p.quantize, multiple=p.multiple)))
         previews.append(torch.cat([lq[0].cpu(), pred[0], gt[0]], dim=-1))
