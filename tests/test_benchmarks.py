@@ -58,7 +58,7 @@ def test_serve_load_check_loses_nothing_and_answers_only_202_or_503(tmp_path):
 
 def test_validation_benchmark_scores_weights_as_a_recipe_validates(tmp_path):
     """benchmarks/validation.py --recipe: each weights' PSNR on a config's validation set, tiled as
-    its val section says: what picked denoise@3's checkpoint, rerunnable on any weights."""
+    its val section says: what picked the version 3 candidate's checkpoint, rerunnable on any weights."""
     import torch
     import yaml
 
