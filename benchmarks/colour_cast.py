@@ -32,7 +32,10 @@ import torch
 from sfhformer.data import photograph_path
 from sfhformer.errors import NotFoundError
 from sfhformer.io import read_image, rgb_pixels
+from sfhformer.pretrained import BUNDLED
 from sfhformer.restore import Restorer
+
+TILING = BUNDLED["denoise"]  # the bundled denoiser's tiling, for weights files too
 
 DEBIAN = ["path", "one_stands_out", "butterfly", "after_the_rain", "fresh_flower", "yellow_flower"]
 DARKENED = ["coffee", "grace_hopper"]
@@ -75,8 +78,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     restorers = {}
     for w in args.weights or ["denoise"]:
-        # a weights file gets the bundled denoiser's tiling, as a bundled name does by default
-        restorers[f"{w}, 128 px tiles"] = Restorer.from_pretrained(w, device="cpu", tile=128, tile_overlap=32)
+        restorers[f"{w}, {TILING.tile} px tiles"] = Restorer.from_pretrained(w, device="cpu", tile=TILING.tile,
+                                                                            tile_overlap=TILING.tile_overlap)
         if not args.tiled_only:
             restorers[f"{w}, whole"] = Restorer.from_pretrained(w, device="cpu", tile=None)
     rows = []

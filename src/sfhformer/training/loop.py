@@ -29,6 +29,7 @@ from ..errors import ConfigError, OutputError, SFHformerError, TrainingError
 from ..metrics import Protocol, psnr, score
 from ..models import SFHformer, create_model, get_preset
 from ..models.network import frozen_batchnorm_stats
+from ..restore import forward_tiled
 from ..utils import shorten_list
 from .config import DatasetConfig, RunConfig, TrainConfig
 from .distributed import EpochBatchSampler, Processes, use_global_batchnorm
@@ -351,9 +352,7 @@ def validate(model: nn.Module, dataset, device: torch.device, crop_border: int =
     """Mean PSNR/SSIM of ``model`` (eval mode) and of the degraded input over whole images, by
     ``protocol`` (default: BasicSR's, with ``crop_border`` and ``y_channel``); with ``tile``,
     restored in tiles of that side blended over ``tile_overlap`` pixels, as
-    :class:`~sfhformer.restore.Restorer` does."""
-    from ..restore import forward_tiled
-
+    :class:`~sfhformer.restore.Restorer` does (an image no larger than a tile is one tile)."""
     p = protocol or Protocol(crop_border=crop_border, y_channel=y_channel)
     was_training = model.training
     model.eval()
@@ -362,10 +361,7 @@ def validate(model: nn.Module, dataset, device: torch.device, crop_border: int =
     for i in range(n):
         sample = dataset[i]
         lq, gt = sample["lq"][None].to(device), sample["gt"][None]
-        if tile is not None and max(lq.shape[-2:]) > tile:
-            pred = forward_tiled(lambda t: model(t).float(), lq, tile, tile_overlap)
-        else:
-            pred = model(lq).float()
+        pred = model(lq).float() if tile is None else forward_tiled(lambda t: model(t).float(), lq, tile, tile_overlap)
         pred = pred.clamp(0, 1).cpu()
         rows.append((*score(pred, gt, name=f"validation image {sample['name']}", protocol=p),
                      psnr(lq.cpu(), gt, p.crop_border, p.y_channel, quantize=p.quantize, multiple=p.multiple)))
