@@ -9,8 +9,8 @@ held-out photograph.
 
 Photographs: ``debian:val`` (``sfhformer.data.debian``; ``configs/bundled/install_photos.sh``),
 640 px wide (``--width``), whole. Noise and non-local means as ``benchmarks/quality.py`` draws
-and tunes them (other seeds); the weights run in tiles of 128 px with 32 px overlap, the bundled
-denoiser's tiling. Printed: the PSNR margin over non-local means per photograph and the smallest
+and tunes them (other seeds); the weights run in the bundled denoiser's tiling (128 px tiles,
+32 px overlap). Printed: the PSNR margin over non-local means per photograph and the smallest
 one. ``--errors`` splits each method's squared error per pixel into luma (the mean of R, G, B)
 and chroma (what remains), each a mean over pixels in levels² of 255, to show where a margin is
 lost. ``--split held_out --photos NAME ...`` runs the same on photographs the README reports:
@@ -34,6 +34,7 @@ from quality import degrade, nlm, tune  # noqa: E402
 
 from sfhformer.data.debian import installed_names, load_debian_photograph  # noqa: E402
 from sfhformer.metrics import psnr  # noqa: E402
+from sfhformer.pretrained import BUNDLED  # noqa: E402
 from sfhformer.restore import Restorer  # noqa: E402
 
 
@@ -79,20 +80,23 @@ def main() -> None:
         parser.error("one weights argument, or several with --recipe")
     names = installed_names(args.split)
     if not names:
-        raise SystemExit("no Debian validation photograph is installed: bash configs/bundled/install_photos.sh")
+        raise SystemExit(f"no Debian photograph of split {args.split} is installed: bash configs/bundled/install_photos.sh")
+    if args.photos and set(args.photos) - set(names):
+        parser.error(f"--photos: not installed photographs of split {args.split}: "
+                     f"{sorted(set(args.photos) - set(names))}; there are {', '.join(names)}")
+    # each photograph's noise seed is its place in the whole split, whichever --photos are chosen
+    seeds = {name: 7000 + i for i, name in enumerate(names)}
     if args.photos:
-        if set(args.photos) - set(names):
-            parser.error(f"--photos: not installed photographs of split {args.split}: "
-                         f"{sorted(set(args.photos) - set(names))}; there are {', '.join(names)}")
         names = [n for n in names if n in args.photos]
-    restorer = Restorer.from_pretrained(args.weights[0], device="cpu", tile=128, tile_overlap=32)
+    tiling = BUNDLED["denoise"]
+    restorer = Restorer.from_pretrained(args.weights[0], device="cpu", tile=tiling.tile, tile_overlap=tiling.tile_overlap)
     for width in args.width:
         for level in args.levels:
             h = tune("denoise", "non-local means", level)
             margins = []
-            for i, name in enumerate(names):
+            for name in names:
                 clean = load_debian_photograph(name, width=width)
-                degraded, _ = degrade(clean, "denoise", level, seed=7000 + i)
+                degraded, _ = degrade(clean, "denoise", level, seed=seeds[name])
                 ours, classical = restorer.restore(degraded), nlm(degraded, level, h)
                 margins.append(psnr(ours, clean) - psnr(classical, clean))
                 if args.errors:

@@ -82,3 +82,21 @@ def test_validation_benchmark_scores_weights_as_a_recipe_validates(tmp_path):
     expected = validate(sfhformer.load("denoise@2").eval(), data, torch.device("cpu"), tile=64, tile_overlap=16)
     assert f"denoise@2: {expected['psnr']:.3f} dB" in lines[1]
     assert float(lines[0].split()[1]) != float(lines[1].split()[1])
+
+
+def test_validation_benchmark_noise_does_not_depend_on_which_photos_are_chosen():
+    """benchmarks/validation.py --photos: a photograph's noise (and so its margin) is the same
+    alone as beside others; it once took its seed from its place in the chosen list."""
+    from sfhformer.data.debian import installed_names
+
+    names = installed_names("val")
+    if len(names) < 2:
+        pytest.skip("needs Debian's validation photographs (configs/bundled/install_photos.sh)")
+    last = names[-1]
+
+    def margin(*photos):
+        run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validation.py"), "denoise@1", "--levels", "50",
+                              "--width", "128", "--photos", *photos], check=True, capture_output=True, text=True)
+        return run.stdout.split(f"{last} ")[1].split()[0]
+
+    assert margin(last) == margin(names[0], last)
