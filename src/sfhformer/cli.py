@@ -92,7 +92,9 @@ def _restorer(args: argparse.Namespace, **options: Any):
                                             **{"max_pixels": args.max_pixels, "ensemble": args.ensemble,
                                                "keep_freed_memory": True, "tile_batch": args.tile_batch,
                                                "dtype": args.dtype or "fp32", **tiling, **options})
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: every process builds the same Restorer; say it once
+    from .distributed import launched_rank
+
+    if launched_rank() == 0:  # torchrun: every process builds the same Restorer; say it once
         for note in notes:
             print(f"note: {note.message}", file=sys.stderr)
     return restorer
@@ -190,7 +192,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"interrupted; {cfg.out_dir}/checkpoints/last.pt (when written) resumes it: run the same command "
               f"with resume=auto", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun's rank: the main process reports
+    from .distributed import launched_rank
+
+    if launched_rank() == 0:  # torchrun: the main process reports
         best = f", best val PSNR {summary['best_psnr']:.2f} dB" if math.isfinite(summary["best_psnr"]) else ""
         print(f"done at step {summary['step']}: loss {summary['loss']:.4f}{best}; weights {summary['last']}")
     return 0

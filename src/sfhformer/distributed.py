@@ -17,6 +17,11 @@ from torch import nn
 from .errors import ConfigError, TrainingError
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun sets it (``RANK``); 0 without torchrun."""
+    return int(os.environ.get("RANK", "0"))
+
+
 @dataclass
 class Processes:
     """This process's place in a (possibly one-process) run; torchrun sets the environment."""
@@ -35,7 +40,7 @@ class Processes:
         """Join torchrun's process group (when there is one); ``device`` is auto, cpu or cuda
         (each process then takes the GPU of its LOCAL_RANK); ``option`` names it in errors."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        rank, local_rank = launched_rank(), int(os.environ.get("LOCAL_RANK", "0"))
         from .restore import resolve_device
 
         if device not in ("auto", "cpu", "cuda"):
