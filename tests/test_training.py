@@ -1,6 +1,7 @@
 """Training: config, sampler, loss, resume equality, 2-process DDP (gloo) against 1 process, NaN stop."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -121,6 +122,16 @@ def test_loss_is_l1_plus_a_tenth_of_fft_l1():
     fft_l1 = torch.cat([(fp.real - ft.real).abs().flatten(), (fp.imag - ft.imag).abs().flatten()]).mean()
     expected = (p - t).abs().mean() + 0.1 * fft_l1
     assert torch.allclose(restoration_loss(p, t), expected)
+
+
+def test_psnr_loss_is_minus_the_mean_psnr_of_each_image():
+    t = torch.rand(2, 3, 16, 16)
+    p = t + torch.stack([torch.full_like(t[0], 0.1), torch.full_like(t[0], 0.01)])  # 20 dB and 40 dB
+    assert float(restoration_loss(p, t, 0, "psnr")) == pytest.approx(-(20 + 40) / 2, abs=1e-3)
+    # not the PSNR of the batch as one image (that would be about -23 dB: the bad image dominates)
+    assert float(restoration_loss(p, t, 0, "psnr")) != pytest.approx(10 * math.log10(float((p - t).pow(2).mean())), abs=1)
+    fft_term = restoration_loss(p, t, 0.1) - restoration_loss(p, t, 0)
+    assert torch.allclose(restoration_loss(p, t, 0.1, "psnr") - restoration_loss(p, t, 0, "psnr"), fft_term, atol=1e-5)
 
 
 def test_global_batchnorm_is_batchnorm_in_one_process():
@@ -311,11 +322,12 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
             sfhformer.load(weights / f"{task}.safetensors").config
 
 
-@pytest.mark.parametrize("task, version, start", [("denoise", 2, "denoise@1"), ("deblur", 2, "deblur@1"),
-                                                  ("denoise", 3, "denoise@2")])
+@pytest.mark.parametrize("task, version, start", [("denoise", "v2", "denoise@1"), ("deblur", "v2", "deblur@1"),
+                                                  ("denoise", "v3", "denoise@2"), ("denoise", "v3_psnr", "denoise@2"),
+                                                  ("denoise", "v3_mixed", "denoise@2")])
 def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, version, start):
-    """configs/bundled/{denoise,deblur}_v2.yaml and denoise_v3.yaml for a few tiny steps: each
-    starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`) and reads Debian's
+    """configs/bundled/{denoise,deblur}_v2.yaml and the denoise_v3*.yaml experiments for a few tiny
+    steps: each starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`) and reads Debian's
     desktop photographs; where they are not installed, the pip photographs stand in for them
     (said in the skip-free output below)."""
     from sfhformer.cli import main
@@ -327,7 +339,7 @@ def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, vers
     if not debian_photographs("train"):
         print("Debian desktop photographs not installed: the recipe runs on the pip photographs here")
         overrides += ["data.train.images=[samples:train]", "data.val.images=sample:astronaut"]
-    assert main(["train", str(root / "configs" / "bundled" / f"{task}_v{version}.yaml"), *overrides]) == 0
+    assert main(["train", str(root / "configs" / "bundled" / f"{task}_{version}.yaml"), *overrides]) == 0
     cfg = json.loads((tmp_path / "v2" / "config.json").read_text())
     assert cfg["train"]["init_from"] == start and cfg["data"]["train"]["photometric"]["p"] == 0.5
     assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == \
@@ -369,13 +381,13 @@ def test_fft_loss_weight_is_the_configured_one(tmp_path):
 
     from sfhformer.data import build_dataset
 
-    def first_step_loss(weight):
+    def first_step_loss(weight, pixel="l1"):
         torch.manual_seed(1)
         net = torch.nn.Conv2d(3, 3, 3, padding=1)
-        out = tmp_path / f"w{weight}"
+        out = tmp_path / f"w{weight}{pixel}"
         cfg = load_config(write_config(tmp_path, out_dir=str(out)),
                           ["train.steps=1", "train.lr=0", "train.min_lr=0", "val.every=100", "train.ema=0",
-                           f"train.fft_loss_weight={weight}"])
+                           f"train.fft_loss_weight={weight}", f"train.loss={pixel}"])
         expected_net = torch.nn.Conv2d(3, 3, 3, padding=1)
         expected_net.load_state_dict(net.state_dict())
         train(cfg, model=net)
@@ -391,6 +403,8 @@ def test_fft_loss_weight_is_the_configured_one(tmp_path):
     logged, pred, gt = first_step_loss(0.5)
     assert logged == pytest.approx(float(restoration_loss(pred, gt, 0.5)), rel=1e-5)
     assert float(restoration_loss(pred, gt, 0.5)) != pytest.approx(float(restoration_loss(pred, gt, 0.1)), rel=1e-3)
+    logged, pred, gt = first_step_loss(0.5, "psnr")
+    assert logged == pytest.approx(float(restoration_loss(pred, gt, 0.5, "psnr")), rel=1e-5)
 
 
 @pytest.mark.parametrize("world", [1, 2])

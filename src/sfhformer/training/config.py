@@ -38,6 +38,7 @@ class TrainConfig:
     schedule_length: int | None = None  # steps (or epochs) the cosine takes to reach min_lr; default: the run
     steps_per_epoch: int | None = None  # default: dataset size // batch_size (one pass over the data)
     betas: tuple[float, float] = (0.9, 0.999)
+    loss: Literal["l1", "psnr"] = "l1"  # the pixel term; psnr: NAFNet's, each image weighs by its error in dB
     fft_loss_weight: float = 0.1
     grad_clip: float = 0.0  # 0: off
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: none

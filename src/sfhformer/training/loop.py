@@ -66,7 +66,7 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
                 lq, gt = batch["lq"].to(procs.device, non_blocking=True), batch["gt"].to(procs.device, non_blocking=True)
                 with torch.autocast(procs.device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     pred = net(lq) if tc.bn_chunks == 1 else forward_in_chunks(net, lq, tc.bn_chunks)
-                loss = restoration_loss(pred.float(), gt, tc.fft_loss_weight)
+                loss = restoration_loss(pred.float(), gt, tc.fft_loss_weight, tc.loss)
                 health.watch(loss, state.step + 1)  # on the device: no wait here
                 state.optimizer.zero_grad(set_to_none=True)
                 state.scaler.scale(loss).backward()
