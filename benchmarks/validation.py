@@ -16,7 +16,8 @@ and chroma (what remains), each a mean over pixels in levels² of 255, to show w
 lost. ``--split held_out --photos NAME ...`` runs the same on photographs the README reports:
 for diagnosis only, never to choose weights, tiling or a recipe. ``--recipe CONFIG`` instead
 prints the PSNR that the recipe's training run validates with (its ``data.val`` and ``val``
-sections), for each weights given: a run's checkpoints against the weights it started from.
+sections), for each weights given: a run's checkpoints against the weights it started from;
+``--set KEY=VALUE`` changes the recipe first (another noise, say).
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ def error_split(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     return float((luma ** 2).mean() * 3), float(((e - luma) ** 2).sum(axis=2).mean())
 
 
-def recipe_validation(config: str, weights: list[str]) -> None:
-    """Each weights' validation PSNR as the training run of ``config`` computes it."""
+def recipe_validation(config: str, weights: list[str], overrides: list[str] | None = None) -> None:
+    """Each weights' validation PSNR as the training run of ``config`` (with ``key=value``
+    overrides, e.g. of ``data.val.degradations``) computes it."""
     import sfhformer
     from sfhformer.training import load_config
     from sfhformer.training.loop import make_dataset, validate
 
-    cfg = load_config(config)
+    cfg = load_config(config, overrides)
     if cfg.data.val is None:
         raise SystemExit(f"{config}: no data.val section")
     data = make_dataset(cfg.data.val, cfg.train.seed, validation=True)
@@ -72,10 +74,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, nargs="+", default=[640], help="shrink the photographs to these widths")
     parser.add_argument("--errors", action="store_true", help="also the luma and chroma squared error of both")
     parser.add_argument("--recipe", help="score on this training config's validation set instead")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --recipe: change the recipe first, e.g. its data.val.degradations")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.recipe:
-        return recipe_validation(args.recipe, args.weights)
+        return recipe_validation(args.recipe, args.weights, args.set)
+    if args.set:
+        parser.error("--set changes a --recipe")
     if len(args.weights) > 1:
         parser.error("one weights argument, or several with --recipe")
     names = installed_names(args.split)

@@ -82,6 +82,15 @@ def test_validation_benchmark_scores_weights_as_a_recipe_validates(tmp_path):
     expected = validate(sfhformer.load("denoise@2").eval(), data, torch.device("cpu"), tile=64, tile_overlap=16)
     assert f"denoise@2: {expected['psnr']:.3f} dB" in lines[1]
     assert float(lines[0].split()[1]) != float(lines[1].split()[1])
+    # --set changes the recipe first: here its validation noise
+    change = "data.val.degradations=[{type: gaussian_noise, sigma: [50, 50]}]"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validation.py"), "denoise@2",
+                          "--recipe", str(path), "--set", change], check=True, capture_output=True, text=True)
+    changed = load_config(path, [change])
+    data = make_dataset(changed.data.val, changed.train.seed, validation=True)
+    expected = validate(sfhformer.load("denoise@2").eval(), data, torch.device("cpu"), tile=64, tile_overlap=16)
+    assert run.stdout.strip() == f"denoise@2: {expected['psnr']:.3f} dB (input {expected['input_psnr']:.3f})"
+    assert f"{expected['psnr']:.3f}" not in lines[1]
 
 
 def test_validation_benchmark_noise_does_not_depend_on_which_photos_are_chosen():
