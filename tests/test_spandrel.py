@@ -94,7 +94,8 @@ FILES = {
     "paper_small_g4.pth": (["paper", "custom", *SMALL_TAGS, "K4"], ModelTiling.SUPPORTED),
     "paper_t_g1.pth": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
     "denoise.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # denoise@1
-    "denoise_v2.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
+    "denoise_v2.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # float16
+    "denoise_v3.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
     "deblur.safetensors": (["paper", "sfhformer_t", "K4"], ModelTiling.SUPPORTED),
     # our conversion of the ITS-style file: no Fourier BN in its keys, so detected as such
     "its.safetensors": (["haze", "custom", *SMALL_TAGS, "no-fourier-bn"], ModelTiling.DISCOURAGED),

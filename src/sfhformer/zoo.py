@@ -33,7 +33,7 @@ class ZooModel:
 
 
 MODELS: tuple[ZooModel, ...] = (
-    ZooModel("denoise", "denoising (Gaussian)", "our held-out photos", "bundled", "paired", None,
+    ZooModel("denoise", "denoising (Gaussian, Poisson-Gaussian)", "our held-out photos", "bundled", "paired", None,
              "ships in the package (docs/bundled-models.md)", "basicsr"),
     ZooModel("deblur", "motion deblurring", "our held-out photos", "bundled", "paired", None,
              "ships in the package (docs/bundled-models.md)", "basicsr"),
