@@ -30,7 +30,12 @@ DEFECTS: dict[str, tuple[list[tuple[str, str, str]], list[str]]] = {
          ("training/loop.py", ", generator=torch.Generator().manual_seed(tc.seed))", ")")],
         ["tests/test_training.py", "-k", "global_rng"]),
     "fft-loss-weight-ignored": (
-        [("training/loop.py", "restoration_loss(pred.float(), gt, tc.fft_loss_weight)", "restoration_loss(pred.float(), gt)")],
+        [("training/loop.py", "restoration_loss(pred.float(), gt, tc.fft_loss_weight, tc.loss)",
+          "restoration_loss(pred.float(), gt, 0.1, tc.loss)")],
+        ["tests/test_training.py", "-k", "fft_loss_weight"]),
+    "pixel-loss-ignored": (
+        [("training/loop.py", "restoration_loss(pred.float(), gt, tc.fft_loss_weight, tc.loss)",
+          "restoration_loss(pred.float(), gt, tc.fft_loss_weight)")],
         ["tests/test_training.py", "-k", "fft_loss_weight"]),
     "batchnorm-fold-without-eps": (
         [("models/blocks.py", "torch.sqrt(bn.running_var + bn.eps) if bn.affine", "torch.sqrt(bn.running_var) if bn.affine")],
