@@ -114,7 +114,8 @@ def test_earlier_versions_are_float16_copies_that_name_their_float32_digest():
     for file, float32_sha in recorded.items():
         with safe_open(str(WEIGHTS_DIR / file), "pt") as f:
             assert f.metadata()["float32_sha256"] == float32_sha
-            floats = [f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()]
+            tensors = [f.get_tensor(k) for k in f.keys()]
+        floats = [t.dtype for t in tensors if t.is_floating_point()]
         assert set(floats) == {torch.float16}, file
         model = sfhformer.load(WEIGHTS_DIR / file)
         assert all(p.dtype == torch.float32 for p in model.parameters())  # computed in float32 as before
