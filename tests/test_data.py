@@ -180,6 +180,21 @@ def test_photometric_changes_exposure_and_colour_of_the_target(img):
     assert ds[(0, 0)]["gt"].mean() < plain[(0, 0)]["gt"].mean() * 0.8
 
 
+def test_photometric_black_levels_put_a_channel_at_exactly_black(img):
+    from sfhformer.data.degradations import Photometric
+
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    plain = dict(gamma=(1, 1), brightness=(1, 1), channel_gains=(1, 1), permute_channels=False, p=1)
+    y = Photometric(black_levels=(0.3, 0.3), **plain)(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(y, ((x - 0.3) / 0.7).clamp(0, 1), atol=1e-6)  # levels: black point 0.3, white kept
+    assert torch.equal(y == 0, x <= 0.3) and (y == 0).float().mean() > 0.05
+    drawn = Photometric(black_levels=(0.0, 0.3), **plain)(x, torch.Generator().manual_seed(1))
+    assert drawn.amin((1, 2)).eq(0).all() and not torch.equal(drawn[0] == 0, drawn[1] == 0)  # one level per channel
+    assert torch.equal(Photometric(**plain)(x, torch.Generator()), x)  # off unless asked for
+    with pytest.raises(ConfigError, match=r"black_levels must be a range within \[0, 1\), got \[0.5, 1.0\]"):
+        Photometric.from_config({"black_levels": [0.5, 1.0]})
+
+
 def test_downscale_to_shrinks_large_photographs_once(tmp_path, img):
     path = save(tmp_path / "big.png", img)  # 400 x 600
     ds = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=300, augment=False)

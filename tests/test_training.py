@@ -324,10 +324,10 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
 
 @pytest.mark.parametrize("task, version, start", [("denoise", "v2", "denoise@1"), ("deblur", "v2", "deblur@1"),
                                                   ("denoise", "v3", "denoise@2"), ("denoise", "v3_psnr", "denoise@2"),
-                                                  ("denoise", "v3_mixed", "denoise@2")])
+                                                  ("denoise", "v3_mixed", "denoise@2"), ("denoise", "v4", "denoise@3")])
 def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, version, start):
-    """configs/bundled/{denoise,deblur}_v2.yaml and the denoise_v3*.yaml experiments for a few tiny
-    steps: each starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`) and reads Debian's
+    """configs/bundled/{denoise,deblur}_v2.yaml and the denoise_v3*.yaml and _v4.yaml experiments for a few
+    tiny steps: each starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`, `denoise@3`) and reads Debian's
     desktop photographs; where they are not installed, the pip photographs stand in for them
     (said in the skip-free output below)."""
     from sfhformer.cli import main
