@@ -180,7 +180,7 @@ def test_photometric_changes_exposure_and_colour_of_the_target(img):
     assert ds[(0, 0)]["gt"].mean() < plain[(0, 0)]["gt"].mean() * 0.8
 
 
-def test_photometric_black_levels_put_a_channel_at_exactly_black(img):
+def test_photometric_black_and_white_levels_put_a_channel_at_exactly_black_or_white(img):
     from sfhformer.data.degradations import Photometric
 
     x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
@@ -193,6 +193,11 @@ def test_photometric_black_levels_put_a_channel_at_exactly_black(img):
     assert torch.equal(Photometric(**plain)(x, torch.Generator()), x)  # off unless asked for
     with pytest.raises(ConfigError, match=r"black_levels must be a range within \[0, 1\), got \[0.5, 1.0\]"):
         Photometric.from_config({"black_levels": [0.5, 1.0]})
+    white = Photometric(white_levels=(0.8, 0.8), **plain)(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(white, (x / 0.8).clamp(0, 1), atol=1e-6)  # white point 0.8: a channel blown out
+    assert torch.equal(white == 1, x >= 0.8) and (white == 1).float().mean() > 0.02
+    with pytest.raises(ConfigError, match=r"white_levels must be a range within \(0, 1\], got \[0.0, 0.9\]"):
+        Photometric.from_config({"white_levels": [0.0, 0.9]})
 
 
 def test_downscale_to_shrinks_large_photographs_once(tmp_path, img):

@@ -168,19 +168,23 @@ class Photometric:
     channel gains (colour balance), optionally per channel black levels (``black_levels``: a
     channel's values below a level drawn from this range become 0 and the rest are stretched
     back to [0, 1], the saturated colours of flowers and neon where a channel sits at exactly
-    black; off by default, so recipes without it draw the same numbers as before), and a random
-    order of the three channels."""
+    black), likewise per channel white levels (``white_levels``: values above a level drawn from
+    this range become 1, a channel blown out to white), both off by default so that recipes
+    without them draw the same numbers as before, and a random order of the three channels."""
 
     gamma: Range = (0.7, 3.0)
     brightness: Range = (0.5, 1.1)
     channel_gains: Range = (0.6, 1.3)
     black_levels: Range | None = None
+    white_levels: Range | None = None
     permute_channels: bool = True
     p: float = 0.5
 
     def __post_init__(self) -> None:
         if self.black_levels is not None and not 0 <= self.black_levels[0] <= self.black_levels[1] < 1:
             raise ConfigError(f"photometric black_levels must be a range within [0, 1), got {list(self.black_levels)}")
+        if self.white_levels is not None and not 0 < self.white_levels[0] <= self.white_levels[1] <= 1:
+            raise ConfigError(f"photometric white_levels must be a range within (0, 1], got {list(self.white_levels)}")
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         def happens() -> bool:
@@ -195,6 +199,8 @@ class Photometric:
         if self.black_levels is not None and happens():
             level = torch.tensor([uniform(g, *self.black_levels) for _ in range(3)]).view(3, 1, 1)
             x = (x - level) / (1 - level)
+        if self.white_levels is not None and happens():
+            x = x / torch.tensor([uniform(g, *self.white_levels) for _ in range(3)]).view(3, 1, 1)
         if self.permute_channels and happens():
             x = x[torch.randperm(3, generator=g)]
         return x.clamp(0, 1)
