@@ -15,7 +15,9 @@ noise at black; the spectrum's DC term, which scales with brightness), and tilin
 
 Printed per case: the mean error per channel R, G, B on the 0..255 scale (restored minus
 clean; a colour cast is a difference between channels), what the clipped noise alone adds to
-the input's mean, and PSNR; scikit-image's non-local means for reference.
+the input's mean, and PSNR; scikit-image's non-local means for reference. ``--ends`` also
+prints, per channel, the mean error where the clean value is at black (0-2) and at white
+(253-255), with the share of such pixels: where the noise was clipped hardest.
 """
 
 from __future__ import annotations
@@ -67,6 +69,20 @@ def nlm(noisy: np.ndarray, sigma: float) -> np.ndarray:
                             channel_axis=-1)
 
 
+def ends(clean8: np.ndarray, out8: np.ndarray) -> dict[str, list[dict[str, float] | None]]:
+    """Per channel, the mean error (0..255) and the share of pixels where the clean value is at
+    black (0-2) and at white (253-255); None where a channel has under 1% of such pixels."""
+    out = {}
+    for end, (lo, hi) in {"0-2": (0, 2), "253-255": (253, 255)}.items():
+        per_channel = []
+        for c in range(3):
+            at = (clean8[..., c] >= lo) & (clean8[..., c] <= hi)
+            per_channel.append({"error": round(float((out8[..., c] - clean8[..., c])[at].mean()), 2),
+                                "share": round(float(at.mean()), 3)} if at.mean() >= 0.01 else None)
+        out[end] = per_channel
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", action="append", help="weights to measure (default: denoise); repeatable")
@@ -74,6 +90,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json")
     parser.add_argument("--tiled-only", action="store_true", help="no whole-image rows")
+    parser.add_argument("--ends", action="store_true",
+                        help="also the mean error per channel where the clean value is 0-2 and 253-255")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     restorers = {}
@@ -102,6 +120,12 @@ def main() -> None:
                 e = row["mean_error_rgb"]
                 print(f"{name:<20} {variant:<17} {method:<44} error R {e[0]:+6.1f} G {e[1]:+6.1f} B {e[2]:+6.1f}"
                       f"  {row['psnr']:6.2f} dB", flush=True)
+                if args.ends:
+                    row["ends"] = ends(clean8, np.clip(np.rint(out), 0, 255))
+                    for end, per_channel in row["ends"].items():
+                        print(f"{'':<20} {'':<17} {'  where clean is ' + end:<44} " + " ".join(
+                            f"{c} {v['error']:+6.1f} ({v['share']:.0%})" if v else f"{c}      -      "
+                            for c, v in zip("RGB", per_channel)), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"sigma": args.sigma, "rows": rows, "command": " ".join(sys.argv),
                                                "date": time.strftime("%Y-%m-%d")}, indent=1))
