@@ -180,28 +180,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
     from .training import load_config, train
 
     cfg = load_config(args.config, args.overrides)
     if args.dry_run:  # every key with its final value; nothing is read or written
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
-    # Values below float32's normal range (1e-38) are handled in microcode on x86 CPUs: a bundled
-    # recipe's run slowed from 3 to 13.5 s a step once some appeared (steps 300-325 of
-    # denoise_v4.yaml; the same steps resumed with this set took 3 s). Zero is as good for training.
-    # A global setting: put back afterwards for callers of main() in the same process.
-    flushing = torch.tensor([1e-323], dtype=torch.float64).item() == 0
-    torch.set_flush_denormal(True)
     try:
         summary = train(cfg)
     except KeyboardInterrupt:
         print(f"interrupted; {cfg.out_dir}/checkpoints/last.pt (when written) resumes it: run the same command "
               f"with resume=auto", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        torch.set_flush_denormal(flushing)
     from .distributed import launched_rank
 
     if launched_rank() == 0:  # torchrun: the main process reports
