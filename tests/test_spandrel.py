@@ -95,7 +95,8 @@ FILES = {
     "paper_t_g1.pth": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
     "denoise.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # denoise@1
     "denoise_v2.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # float16
-    "denoise_v3.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
+    "denoise_v3.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # float16
+    "denoise_v4.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
     "deblur.safetensors": (["paper", "sfhformer_t", "K4"], ModelTiling.SUPPORTED),
     # our conversion of the ITS-style file: no Fourier BN in its keys, so detected as such
     "its.safetensors": (["haze", "custom", *SMALL_TAGS, "no-fourier-bn"], ModelTiling.DISCOURAGED),

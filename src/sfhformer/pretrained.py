@@ -42,9 +42,9 @@ _DENOISE_DEMO = ({"type": "gaussian_noise", "sigma": [25, 25]},)
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
-        "denoise_v3.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise",
-        "configs/bundled/denoise_v3_mixed.yaml", _DENOISE_DEMO, tile=128, version=3,
-        sha256="e32efd2176471f6a02f46f7acb27f92e5797aeb45b5069f2f4c1223fdc52e1a4"),
+        "denoise_v4.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise",
+        "configs/bundled/denoise_v4.yaml", _DENOISE_DEMO, tile=128, version=4,
+        sha256="a5a6f60add8444f7e6a4ff7b18c2abc78ec376df3a66bbc63c4edcb6cbe1bba8"),
     "deblur": BundledWeights(
         "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
         "configs/bundled/deblur_256.yaml",
@@ -58,6 +58,9 @@ BUNDLED: dict[str, BundledWeights] = {
 # 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json).
 EARLIER: dict[str, tuple[BundledWeights, ...]] = {
     "denoise": (BundledWeights(
+        "denoise_v3.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "float16 copy", "configs/bundled/denoise_v3_mixed.yaml", _DENOISE_DEMO, tile=128, version=3,
+        sha256="fbaa8441e92a48255b8354c96911dc2087eebf73b0ca33e2d18014defcad3c17"), BundledWeights(
         "denoise_v2.safetensors", "sfhformer_t, blind Gaussian denoising (sigma 5-50); float16 copy",
         "configs/bundled/denoise_v2.yaml", _DENOISE_DEMO, tile=128, version=2,
         sha256="461370468e6a7f5b270fdb957b304b22a20d54d8d414d79fd45c96562ef2256d"), BundledWeights(
