@@ -42,7 +42,8 @@ _DENOISE_DEMO = ({"type": "gaussian_noise", "sigma": [25, 25]},)
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
-        "denoise_v4.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise",
+        "denoise_v4.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "trained with black and white levels (colour kept near black)",
         "configs/bundled/denoise_v4.yaml", _DENOISE_DEMO, tile=128, version=4,
         sha256="a5a6f60add8444f7e6a4ff7b18c2abc78ec376df3a66bbc63c4edcb6cbe1bba8"),
     "deblur": BundledWeights(
@@ -55,7 +56,8 @@ BUNDLED: dict[str, BundledWeights] = {
 # Earlier versions, so that published results can be reproduced. Stored as float16 copies of
 # the float32 files they were (whose digests are in each file's metadata, ``float32_sha256``) to
 # keep the package small: on the held-out photographs their PSNRs are the float32 files' within
-# 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json).
+# 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json, and
+# quality_denoise_v4.json against quality_denoise_v3.json).
 EARLIER: dict[str, tuple[BundledWeights, ...]] = {
     "denoise": (BundledWeights(
         "denoise_v3.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
