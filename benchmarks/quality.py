@@ -215,6 +215,11 @@ def classical_rows(path: Path, photos: list[str]) -> dict[tuple[str, float, str]
             for r in table["rows"] if r["method"] in methods}
 
 
+def print_row(row: dict, tail: str = "") -> None:
+    print(f"{row['task']:<8} {row['level']:>4} {row['method']:<48} {row['psnr']:7.2f} dB  {row['ssim']:.4f}  worst "
+          f"{row['worst_psnr']:6.2f} dB ({row['worst_photo']}){tail}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["denoise", "deblur"])
@@ -289,8 +294,7 @@ def main() -> None:
                     row = reused[task, level, m]
                     rows.append(row)
                     scores[m] = [(v, float("nan")) for v in row["per_photo_psnr"].values()]
-                    print(f"{task:<8} {level:>4} {m:<48} {row['psnr']:7.2f} dB  {row['ssim']:.4f}  worst "
-                          f"{row['worst_psnr']:6.2f} dB ({row['worst_photo']})  from {args.classical_from}", flush=True)
+                    print_row(row, f"  from {args.classical_from}")
             seconds: dict[str, list[float]] = {}
             for i, (name, photo) in enumerate(test_set.items()):
                 clean = load_photo(name) if photo is None else photo
@@ -316,9 +320,7 @@ def main() -> None:
                 if label in seconds:
                     row["seconds"] = float(np.sum(seconds[label]))
                 rows.append(row)
-                took = f"  {row['seconds']:6.1f} s" if "seconds" in row else ""
-                print(f"{task:<8} {level:>4} {label:<48} {row['psnr']:7.2f} dB  {row['ssim']:.4f}  worst "
-                      f"{row['worst_psnr']:6.2f} dB ({row['worst_photo']}){took}", flush=True)
+                print_row(row, f"  {row['seconds']:6.1f} s" if "seconds" in row else "")
             ours_row = scores.get("SFHformer-t (bundled)")
             for label in ("non-local means", "BM3D"):
                 if ours_row and label in scores:

@@ -97,6 +97,7 @@ def test_every_bundled_file_has_its_recorded_sha256_and_a_versioned_name():
         assert hashlib.sha256((WEIGHTS_DIR / w.file).read_bytes()).hexdigest() == w.sha256, versioned
     assert BUNDLED["denoise"].version == 4 and resolve_weights("denoise") == resolve_weights("denoise@4")
     assert len({resolve_weights(f"denoise@{v}") for v in (1, 2, 3, 4)}) == 4  # earlier versions kept
+    assert BUNDLED["deblur"].version == 2 and resolve_weights("deblur@1") != resolve_weights("deblur")
     restorer = Restorer.from_pretrained("denoise@1", device="cpu")
     assert restorer.tile == VERSIONS["denoise@1"].tile  # the version keeps its own tiling
 
@@ -111,7 +112,8 @@ def test_earlier_versions_are_float16_copies_that_name_their_float32_digest():
 
     recorded = {"denoise.safetensors": "de521e7cc8e9cec0c40da420ca51b432bbd0760d878adadf2eda0df029ba18e2",
                 "denoise_v2.safetensors": "02dae33ab668c552247c1a68e145b6412e0d4d71c9ffcd0fc9a8d0f276bc17d9",
-                "denoise_v3.safetensors": "e32efd2176471f6a02f46f7acb27f92e5797aeb45b5069f2f4c1223fdc52e1a4"}
+                "denoise_v3.safetensors": "e32efd2176471f6a02f46f7acb27f92e5797aeb45b5069f2f4c1223fdc52e1a4",
+                "deblur.safetensors": "6adc1ea2eb413173d21629782f16886418be55da4e7b59e644cf8ddcc95f2370"}
     assert {w.file for ws in EARLIER.values() for w in ws} == set(recorded)
     for file, float32_sha in recorded.items():
         with safe_open(str(WEIGHTS_DIR / file), "pt") as f:

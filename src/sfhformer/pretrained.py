@@ -39,6 +39,7 @@ class BundledWeights:
 
 
 _DENOISE_DEMO = ({"type": "gaussian_noise", "sigma": [25, 25]},)
+_DEBLUR_DEMO = ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_noise", "sigma": [1, 1]})
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
@@ -47,10 +48,9 @@ BUNDLED: dict[str, BundledWeights] = {
         "configs/bundled/denoise_v4.yaml", _DENOISE_DEMO, tile=128, version=4,
         sha256="a5a6f60add8444f7e6a4ff7b18c2abc78ec376df3a66bbc63c4edcb6cbe1bba8"),
     "deblur": BundledWeights(
-        "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
-        "configs/bundled/deblur_256.yaml",
-        ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_noise", "sigma": [1, 1]}),
-        sha256="6adc1ea2eb413173d21629782f16886418be55da4e7b59e644cf8ddcc95f2370"),
+        "deblur_v2.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
+        "configs/bundled/deblur_v2.yaml", _DEBLUR_DEMO, version=2,
+        sha256="f35416bfa95af812088da5d6d9097c2896237c36acbb3bf481f5569d6025fea1"),
 }
 
 # Earlier versions, so that published results can be reproduced. Stored as float16 copies of
@@ -70,6 +70,10 @@ EARLIER: dict[str, tuple[BundledWeights, ...]] = {
         "or strongly coloured photographs (docs/bundled-models.md); float16 copy",
         "configs/bundled/denoise_256.yaml", _DENOISE_DEMO, tile=128, version=1,
         sha256="34b15127d4c4923951158c031ce2238062e7fae0bd801a1935b8219e57f7d61a"),),
+    "deblur": (BundledWeights(
+        "deblur.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px); float16 copy",
+        "configs/bundled/deblur_256.yaml", _DEBLUR_DEMO, version=1,
+        sha256="6dcea285046b10decd2add24982443738e9d58aaa8529f2433713d5767fb8c7d"),),
 }
 
 # Every version by ``NAME@VERSION``; the plain name is the latest.
