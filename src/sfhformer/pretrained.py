@@ -56,8 +56,9 @@ BUNDLED: dict[str, BundledWeights] = {
 # Earlier versions, so that published results can be reproduced. Stored as float16 copies of
 # the float32 files they were (whose digests are in each file's metadata, ``float32_sha256``) to
 # keep the package small: on the held-out photographs their PSNRs are the float32 files' within
-# 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json, and
-# quality_denoise_v4.json against quality_denoise_v3.json).
+# 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json,
+# quality_denoise_v4.json against quality_denoise_v3.json, quality_deblur_v2.json against
+# quality_worst.json).
 EARLIER: dict[str, tuple[BundledWeights, ...]] = {
     "denoise": (BundledWeights(
         "denoise_v3.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
