@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import synchronizer  # noqa: E402
-from quality import degrade, load_photo  # noqa: E402
+from quality import degrade, held_out_seed, load_photo  # noqa: E402
 
 from sfhformer.data import HELD_OUT  # noqa: E402
 from sfhformer.metrics import psnr  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
     for weights in args.weights:
         task = weights if weights in LEVEL else "denoise"
         clean = [load_photo(n) for n in HELD_OUT]
-        degraded = [degrade(c, task, LEVEL[task], seed=1000 + i)[0] for i, c in enumerate(clean)]
+        degraded = [degrade(c, task, LEVEL[task], seed=held_out_seed(i))[0] for i, c in enumerate(clean)]
         ref, cpu_s = restore_all(Restorer.from_pretrained(weights, device="cpu"), degraded)
         rows = {"cpu float32": (ref, cpu_s)}
         for label, half, tf32 in ((f"{dev} float32", False, True), (f"{dev} float32, no TF32", False, False),

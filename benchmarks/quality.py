@@ -85,6 +85,11 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 # -- degradations (with the known kernel, for non-blind deconvolution) -------------------------
 
+def held_out_seed(index: int) -> int:
+    """The degradation seed of the ``index``-th photograph of a held-out set, as the tables use it."""
+    return 1000 + index
+
+
 def degrade(clean: np.ndarray, task: str, level: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(clean).permute(2, 0, 1).float() / 255
@@ -298,7 +303,7 @@ def main() -> None:
             seconds: dict[str, list[float]] = {}
             for i, (name, photo) in enumerate(test_set.items()):
                 clean = load_photo(name) if photo is None else photo
-                degraded, kernel = degrade(clean, task, level, seed=1000 + i)
+                degraded, kernel = degrade(clean, task, level, seed=held_out_seed(i))
                 outputs = {"degraded input": degraded}
                 for method, (fn, _) in classical.items():
                     outputs[method] = fn(degraded, level, kernel, params[method])

@@ -92,7 +92,7 @@ def main() -> None:
         grad = np.hypot(ndimage.sobel(lum, 0), ndimage.sobel(lum, 1))
         edges = np.quantile(grad, BINS)
         for level in args.levels:
-            noisy, _ = quality.degrade(clean8, "denoise", level, seed=1000 + names.index(name))
+            noisy, _ = quality.degrade(clean8, "denoise", level, seed=quality.held_out_seed(names.index(name)))
             outs = {"non-local means": quality.nlm(noisy, level, quality.tune("denoise", "non-local means", level))}
             outs.update({w: r.restore(noisy) for w, r in restorers.items()})
             for method, out in outs.items():

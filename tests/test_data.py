@@ -260,3 +260,46 @@ def test_load_debian_photograph_shrinks_to_a_width_and_names_what_is_missing(tmp
         debian.load_debian_photograph("nope")
     with pytest.raises(NotFoundError, match=r"gone.jpg: not installed \(lxqt-themes; bash configs/bundled/install_"):
         debian.load_debian_photograph("gone")
+
+
+def test_dead_leaves_are_seeded_flat_shapes_of_many_colours():
+    from sfhformer.data.dead_leaves import DeadLeaves
+
+    leaves = DeadLeaves(supersample=1)
+    a, b, c = (leaves(64, torch.Generator().manual_seed(s)) for s in (3, 3, 4))
+    assert a.shape == (3, 64, 64) and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    colours = torch.unique(a.reshape(3, -1).T, dim=0)
+    assert len(colours) > 30  # many shapes, each one flat colour (no supersampling: no blended edge)
+    assert torch.unique(DeadLeaves()(64, torch.Generator().manual_seed(3)).reshape(3, -1).T, dim=0).shape[0] \
+        > len(colours)  # supersampled: the edges blend neighbouring colours, as a lens does
+
+
+def test_dead_leaves_bars_are_thin_and_disks_round():
+    from sfhformer.data.dead_leaves import DeadLeaves
+
+    def shape_area(bars, seed):  # one shape of radius 12 on a background colour
+        x = DeadLeaves(radius=(12, 12), bars=bars, aspect=(6, 6), supersample=1, max_shapes=1)(
+            64, torch.Generator().manual_seed(seed))
+        background = x[:, 0, 0] if (x[:, 0, 0] == x[:, 0, -1]).all() else x[:, -1, -1]
+        return int((x != background[:, None, None]).any(0).sum())
+
+    disks, bars = [shape_area(0, s) for s in range(6)], [shape_area(1, s) for s in range(6)]
+    assert all(0 < a <= 3.1416 * 12.5 ** 2 for a in disks) and max(disks) > 300
+    assert all(0 < a <= 2 * 12.5 * 2 * 2.6 for a in bars)  # 24 px long, 4 px wide at most
+
+
+def test_dead_leaves_in_a_dataset_replace_a_share_of_the_crops():
+    spec = dict(images=photographs("train")[:2], degradations=[{"type": "gaussian_noise", "sigma": [25, 25]}],
+                crop=48, length=40)
+    mixed = SyntheticDataset(**spec, dead_leaves={"p": 0.5})
+    names = [mixed[(i, 0)]["name"] for i in range(40)]
+    assert 8 < sum(n.startswith("dead_leaves_") for n in names) < 32
+    item = mixed[(names.index(next(n for n in names if n.startswith("dead_leaves_"))), 0)]
+    assert item["gt"].shape == item["lq"].shape == (3, 48, 48) and not torch.equal(item["gt"], item["lq"])
+    assert all(SyntheticDataset(**spec, dead_leaves={"p": 0})[(i, 0)]["name"] == f"{p.stem}_{i}"
+               for i, p in zip(range(2), spec["images"]))
+    with pytest.raises(ConfigError, match="dead_leaves needs a crop size"):
+        SyntheticDataset(spec["images"], spec["degradations"], dead_leaves={})
+    with pytest.raises(ConfigError, match=r"dead_leaves has no option\(s\) \['texture'\]"):
+        SyntheticDataset(**spec, dead_leaves={"texture": 1})

@@ -24,6 +24,7 @@ from ..errors import ConfigError, DataError, ImageError, NotFoundError
 from ..io import read_image, rgb_pixels, to_tensor
 from ..utils import pad_bottom_right
 from .layouts import find_pairs, get_layout, layout_folders
+from .dead_leaves import DeadLeaves
 from .degradations import Compose, Photometric
 
 
@@ -175,12 +176,16 @@ class SyntheticDataset(Dataset):
             denser their detail per pixel).
         photometric: options of :class:`~sfhformer.data.degradations.Photometric` (exposure
             and colour changes of the clean image, the target); None: none.
+        dead_leaves: options of :class:`~sfhformer.data.dead_leaves.DeadLeaves`: that share
+            (``p``) of the samples is a synthetic image of the crop's size instead of a
+            photograph crop (then flipped, photometric-changed and degraded as one); None: none.
     """
 
     def __init__(self, images: list[Path], degradations: Compose | list[dict[str, Any]], crop: int | None = None,
                  augment: bool = True, length: int | None = None, fixed: bool = False, seed: int = 0,
                  pad_small: bool = True, max_side: int | None = None,
-                 downscale_to: int | Sequence[int] | None = None, photometric: dict[str, Any] | None = None) -> None:
+                 downscale_to: int | Sequence[int] | None = None, photometric: dict[str, Any] | None = None,
+                 dead_leaves: dict[str, Any] | None = None) -> None:
         if not images:
             raise ConfigError("a synthetic dataset needs at least one clean image")
         self.images = [Path(p) for p in images]
@@ -192,6 +197,9 @@ class SyntheticDataset(Dataset):
             raise ConfigError(f"downscale_to: expected a side in pixels or a list of them, got {downscale_to!r}")
         self.max_side, self.downscale_to = max_side, sides
         self.photometric = None if photometric is None else Photometric.from_config(photometric)
+        self.dead_leaves = None if dead_leaves is None else DeadLeaves.from_config(dead_leaves)
+        if self.dead_leaves is not None and not crop:
+            raise ConfigError("dead_leaves needs a crop size: the synthetic images are drawn at the crop's size")
         self._cache: dict[tuple[int, int | None], torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -216,15 +224,20 @@ class SyntheticDataset(Dataset):
         # one side: no draw, so the samples of single-scale recipes stay as they were
         side = self.downscale_to[0] if len(self.downscale_to) == 1 else \
             self.downscale_to[int(torch.randint(len(self.downscale_to), (), generator=g))]
-        gt = self._clean(i, side)
-        if self.crop:
-            (gt,) = random_crop([gt], self.crop, g, self.pad_small, str(self.images[i]))
+        name = f"{self.images[i].stem}_{index}"
+        # drawn only when asked for, so that recipes without dead leaves draw the same numbers
+        if self.dead_leaves is not None and float(torch.rand((), generator=g)) < self.dead_leaves.p:
+            gt, name = self.dead_leaves(self.crop, g), f"dead_leaves_{index}"
+        else:
+            gt = self._clean(i, side)
+            if self.crop:
+                (gt,) = random_crop([gt], self.crop, g, self.pad_small, str(self.images[i]))
         if self.augment:
             (gt,) = random_flip_rotate([gt], g)
         if self.photometric is not None:
             gt = self.photometric(gt, g)
         gt = gt.contiguous()
-        return {"lq": self.degrade(gt, g).contiguous(), "gt": gt, "name": f"{self.images[i].stem}_{index}"}
+        return {"lq": self.degrade(gt, g).contiguous(), "gt": gt, "name": name}
 
 
 def build_dataset(spec: dict[str, Any], seed: int = 0) -> Dataset:

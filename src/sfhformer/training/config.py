@@ -81,6 +81,7 @@ class SyntheticData:
     max_side: int | None = None
     downscale_to: int | list[int] | None = None  # a list: one drawn per sample
     photometric: dict[str, Any] | None = None
+    dead_leaves: dict[str, Any] | None = None  # synthetic shapes instead of a share of the crops
 
 
 @dataclass
