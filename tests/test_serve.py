@@ -28,9 +28,12 @@ def models_dir(tmp_path_factory):
     return folder
 
 
+LOCAL = "http://127.0.0.1:8000"  # without a token the server answers requests for this machine only
+
+
 @pytest.fixture
 def client(models_dir):
-    with TestClient(create_app(models_dir, device="cpu", max_upload_mb=1, max_queue=4)) as c:
+    with TestClient(create_app(models_dir, device="cpu", max_upload_mb=1, max_queue=4), base_url=LOCAL) as c:
         yield c
 
 
@@ -160,7 +163,7 @@ def test_a_full_queue_answers_503_with_retry_after(models_dir, monkeypatch):
     gate = __import__("threading").Event()
     original = jobs.Worker._restore
     monkeypatch.setattr(jobs.Worker, "_restore", lambda self, job: gate.wait(30) or original(self, job))
-    with TestClient(create_app(models_dir, device="cpu", max_queue=2)) as client:
+    with TestClient(create_app(models_dir, device="cpu", max_queue=2), base_url=LOCAL) as client:
         codes = [_restore(client, _png(photo()[:32, :32])).status_code for _ in range(5)]
         busy = _restore(client, _png(photo()[:32, :32]))
         gate.set()
@@ -184,7 +187,7 @@ def test_token_is_needed_on_every_api_call_and_the_schema(models_dir):
 def test_results_expire_and_temporary_files_do_not_outlive_the_server(models_dir):
     app = create_app(models_dir, device="cpu", keep_minutes=0)
     root = app.fastapi.state.worker.root
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         job = _restore(client, _png(photo()[:32, :32])).json()["id"]
         _wait_gone = time.time() + 30
         while client.get(f"/api/jobs/{job}").status_code != 404 and time.time() < _wait_gone:
@@ -192,6 +195,28 @@ def test_results_expire_and_temporary_files_do_not_outlive_the_server(models_dir
         assert client.get(f"/api/jobs/{job}").status_code == 404
         assert root.is_dir() and not any(root.iterdir())
     assert not root.exists()
+
+
+def test_without_a_token_only_this_machine_and_its_own_page_are_answered(client, models_dir):
+    """DNS rebinding (another site's domain pointed at 127.0.0.1) and CSRF (another site's form
+    posting here) are refused; the page's own calls, with its own Origin, are not."""
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "localhost"):
+        assert client.get("/api/health", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example:8000", "127.0.0.1.evil.example", ""):
+        response = client.get("/api/health", headers={"Host": host})
+        assert response.status_code == 403 and "only requests for localhost" in response.json()["detail"], host
+    image = _png(photo()[:32, :32])
+    response = _restore(client, image, headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403 and "another site (https://evil.example)" in response.json()["detail"]
+    assert _restore(client, image, headers={"Origin": "null"}).status_code == 403  # sandboxed frames, files
+    job = _restore(client, image, headers={"Origin": LOCAL})
+    assert job.status_code == 202 and _wait(client, job.json()["id"])["state"] == "done"
+    assert client.get("/api/health", headers={"Origin": "https://evil.example"}).status_code == 200  # reads: CORS
+    # with a token any host is answered (a proxy may rename it); another site cannot send the token
+    with TestClient(create_app(models_dir, device="cpu", token="t")) as tokened:
+        assert tokened.get("/api/health", headers={"X-Token": "t"}).status_code == 200
+    with TestClient(create_app(models_dir, device="cpu", token="t", local_only=True)) as both:
+        assert both.get("/api/health", headers={"X-Token": "t"}).status_code == 403
 
 
 def test_serve_refuses_a_public_address_without_a_token(capsys):
@@ -209,5 +234,5 @@ def test_options_the_server_cannot_honour_are_refused(client, models_dir, tmp_pa
     # a folder named like a bundled model in the working directory does not replace it
     monkeypatch.chdir(tmp_path)
     (tmp_path / "denoise").mkdir()
-    with TestClient(create_app(None, device="cpu")) as other:
+    with TestClient(create_app(None, device="cpu"), base_url=LOCAL) as other:
         assert any(m["id"] == "denoise" for m in other.get("/api/models").json()["models"])

@@ -67,8 +67,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"X-Token": TOKEN})
+def _get(url: str, timeout: float = 5.0, token: str | None = TOKEN) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"X-Token": token} if token else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return r.status, r.read()
@@ -77,11 +77,12 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 @contextlib.contextmanager
-def running_server(models_dir: Path, log: Path):
-    """`sfhformer serve` on a free local port with a token; yields its base URL; stops it."""
+def running_server(models_dir: Path, log: Path, token: str | None = TOKEN):
+    """`sfhformer serve` on a free local port, with a token or without (this machine only);
+    yields its base URL; stops it."""
     port = _free_port()
     command = [sys.executable, "-m", "sfhformer", "serve", "--port", str(port), "--device", "cpu",
-               "--models", str(models_dir), "--token", TOKEN]
+               "--models", str(models_dir), *(["--token", token] if token else [])]
     base = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         # the same thread count as this process (conftest: 2), so that the server's arithmetic, and
@@ -94,7 +95,7 @@ def running_server(models_dir: Path, log: Path):
                 if proc.poll() is not None:
                     raise AssertionError(f"sfhformer serve exited with {proc.returncode}:\n{log.read_text()}")
                 with contextlib.suppress(OSError):
-                    status, body = _get(base + "/api/health", timeout=2)
+                    status, body = _get(base + "/api/health", timeout=2, token=token)
                     if status == 200 and json.loads(body).get("status") == "ok":
                         break
                 if time.monotonic() > deadline:
@@ -161,15 +162,15 @@ def page_error(driver) -> str:
     return driver.execute_script("const e = document.getElementById('error'); return e.hidden ? '' : e.textContent;")
 
 
-def open_page(driver, base: str) -> None:
-    """The page, opened as `sfhformer serve` prints it (with ?token=), its models loaded."""
+def open_page(driver, base: str, token: str | None = TOKEN) -> None:
+    """The page, opened as `sfhformer serve` prints it (with ?token= when it has one), its models loaded."""
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{base}/?token={TOKEN}")
+    driver.get(f"{base}/?token={token}" if token else f"{base}/")
     wait_for("the model list", lambda: driver.find_element(By.ID, "model").is_enabled()
              and driver.find_elements(By.CSS_SELECTOR, "#model option[value='denoise']"), timeout=15)
     assert "token" not in driver.current_url, f"the token stayed in the address bar: {driver.current_url}"
-    assert driver.execute_script("return sessionStorage.getItem('sfhformer-token')") == TOKEN
+    assert driver.execute_script("return sessionStorage.getItem('sfhformer-token')") == token
 
 
 def restore_in_page(driver, image: Path, model: str = "denoise", tile: int | None = 0):
@@ -333,9 +334,16 @@ def test_page_restores_downloads_and_fits_a_phone(tmp_path):
         finally:
             driver.quit()
 
+    # on the phone, a server without a token: this machine only, POSTs from its own page (the
+    # browser's real Host and Origin headers pass the server's DNS-rebinding and CSRF checks)
+    with running_server(models, tmp_path / "server_local.log", token=None) as base:
         phone = new_driver(phone=True)
         try:
-            open_page(phone, base)
+            open_page(phone, base, token=None)
+            rebound = urllib.request.Request(f"{base}/api/health", headers={"Host": "rebound.example"})
+            with pytest.raises(urllib.error.HTTPError) as refused:  # another name for this machine
+                urllib.request.urlopen(rebound, timeout=5)
+            assert refused.value.code == 403
             assert phone.execute_script("return window.innerWidth") == PHONE["width"]
             assert no_horizontal_overflow(phone), "the page overflows horizontally at 390 px"
             restore_button = phone.find_element(By.ID, "restore")

@@ -7,7 +7,11 @@ The page (``static/``) uses nothing but the API below; ``/openapi.json`` describ
 one worker on the device runs jobs from a bounded queue (full: 503 with Retry-After); uploads
 above ``max_upload_mb`` are refused with 413 while they stream in, chunked ones too; results
 are kept ``keep_minutes`` after they finish. With a token, every API call and the schema need
-it in the ``X-Token`` header (compared in constant time). The server leaves the process
+it in the ``X-Token`` header (compared in constant time). Without one the server is for this
+machine only: requests must name it as ``localhost``, ``127.0.0.1`` or ``::1`` (a web page
+whose domain was made to point here, "DNS rebinding", names its own domain and is refused), and
+a request that changes something (POST) must come from the page's own origin when the browser
+says where it comes from (a form on another site posting here, "CSRF", is refused). The server leaves the process
 allocator at its defaults: a long-running process must not keep its peak memory.
 """
 
@@ -17,6 +21,7 @@ import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # Imported here, not inside create_app: FastAPI reads the handlers' annotations from this module.
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
@@ -27,20 +32,37 @@ from ..errors import SFHformerError
 from .jobs import Job, QueueFull, Worker, discover_models
 
 STATIC = Path(__file__).parent / "static"
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _hostname(host: str) -> str:
+    """``127.0.0.1:8000`` -> ``127.0.0.1``, ``[::1]:8000`` -> ``::1``."""
+    return urlsplit(f"//{host}").hostname or ""
 
 
 class Guard:
-    """The ASGI layer around the app: the token on /api/* and /openapi.json, and the upload limit,
-    counted on the bytes as they arrive (the framework would read the whole body before a
-    handler could look)."""
+    """The ASGI layer around the app: the Host and Origin checks of a local server, the token on
+    /api/* and /openapi.json, and the upload limit, counted on the bytes as they arrive (the
+    framework would read the whole body before a handler could look)."""
 
-    def __init__(self, app, token: "str | None", max_bytes: int) -> None:
-        self.app, self.token, self.max_bytes = app, token, max_bytes
+    def __init__(self, app, token: "str | None", max_bytes: int, hosts: "tuple[str, ...] | None" = None) -> None:
+        self.app, self.token, self.max_bytes, self.hosts = app, token, max_bytes, hosts
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
+        if self.hosts is not None:
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            if _hostname(host) not in self.hosts:
+                return await _json(send, 403, {"detail": f"this server answers only requests for {', '.join(self.hosts)}"
+                                                         f", not {host!r} (start it with a --token to serve others)"})
+            origin = headers.get(b"origin")
+            if scope["method"] not in ("GET", "HEAD") and origin is not None \
+                    and urlsplit(origin.decode("latin-1")).netloc != host:
+                return await _json(send, 403, {"detail": f"a request from another site ({origin.decode('latin-1')}) "
+                                                         f"is refused: use this server's own page"})
         if self.token is not None and (path.startswith("/api/") or path == "/openapi.json"):
             given = dict(scope["headers"]).get(b"x-token", b"")
             if not hmac.compare_digest(given, self.token.encode()):
@@ -87,8 +109,13 @@ async def _json(send, status: int, body: dict[str, Any]) -> None:
 
 
 def create_app(models_dir: "str | Path | None" = None, device: str = "auto", token: "str | None" = None,
-               max_upload_mb: float = 50, keep_minutes: float = 30, max_queue: int = 8) -> "Guard":
-    """The server as an ASGI app (``uvicorn.run(app, ...)``, or FastAPI's test client)."""
+               max_upload_mb: float = 50, keep_minutes: float = 30, max_queue: int = 8,
+               local_only: "bool | None" = None) -> "Guard":
+    """The server as an ASGI app (``uvicorn.run(app, ...)``, or FastAPI's test client).
+
+    ``local_only``: answer only requests addressed to this machine (Host ``localhost``,
+    ``127.0.0.1``, ``::1``) and refuse POSTs whose ``Origin`` is another site; default: when there
+    is no token (with one, another site cannot send it, and a proxy may rename the host)."""
     from ..restore import resolve_device
 
     from ..errors import ConfigError
@@ -209,7 +236,8 @@ def create_app(models_dir: "str | Path | None" = None, device: str = "auto", tok
 
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    guarded = Guard(app, token, int(max_upload_mb * 2**20))
+    local = token is None if local_only is None else local_only
+    guarded = Guard(app, token, int(max_upload_mb * 2**20), LOOPBACK if local else None)
     guarded.fastapi = app  # tests and callers reach the framework's app here
     return guarded
 
