@@ -324,10 +324,12 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
 
 @pytest.mark.parametrize("task, version, start", [("denoise", "v2", "denoise@1"), ("deblur", "v2", "deblur@1"),
                                                   ("denoise", "v3", "denoise@2"), ("denoise", "v3_psnr", "denoise@2"),
-                                                  ("denoise", "v3_mixed", "denoise@2"), ("denoise", "v4", "denoise@3")])
+                                                  ("denoise", "v3_mixed", "denoise@2"), ("denoise", "v4", "denoise@3"),
+                                                  ("denoise", "v5_dead_leaves", "denoise@4"),
+                                                  ("denoise", "v5_deep", "denoise@4")])
 def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, version, start):
-    """configs/bundled/{denoise,deblur}_v2.yaml and the denoise_v3*.yaml and _v4.yaml experiments for a few
-    tiny steps: each starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`, `denoise@3`) and reads Debian's
+    """configs/bundled/{denoise,deblur}_v2.yaml and the denoise_v3*.yaml, _v4.yaml and _v5*.yaml experiments for a
+    few tiny steps: each starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`, ...) and reads Debian's
     desktop photographs; where they are not installed, the pip photographs stand in for them
     (said in the skip-free output below)."""
     from sfhformer.cli import main
@@ -342,8 +344,9 @@ def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, vers
     assert main(["train", str(root / "configs" / "bundled" / f"{task}_{version}.yaml"), *overrides]) == 0
     cfg = json.loads((tmp_path / "v2" / "config.json").read_text())
     assert cfg["train"]["init_from"] == start and cfg["data"]["train"]["photometric"]["p"] == 0.5
-    assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == \
-        sfhformer.load(start).config
+    expected = sfhformer.load(start).config  # the deeper recipe grows the network it starts from
+    expected = expected.replace(depths=tuple(cfg["model"]["depths"])) if "depths" in cfg["model"] else expected
+    assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == expected
 
 
 # -- guards against defects the suite once missed (issue 13) ----------------------------------
@@ -425,3 +428,37 @@ def test_sampler_visits_every_sample_once_per_epoch_in_a_new_order(world):
         assert len(order) == len(set(order)) == size - size % batch
         orders.append(order)
     assert orders[0] != orders[1] != orders[2] and orders[0] != orders[2]
+
+
+def test_init_grow_starts_a_deeper_network_exactly_where_the_shallower_one_was(tmp_path):
+    """train.init_grow: the given blocks first in each stage, the added ones as the identity, so the
+    grown network's output is the given one's; anything else is refused with the tensor named."""
+    from sfhformer.models import create_model, get_preset
+    from sfhformer.training.state import grown_weights
+
+    small_cfg = get_preset("sfhformer_t").replace(widths=(8, 16, 32), up_widths=(16, 8))
+    torch.manual_seed(0)
+    small = create_model(small_cfg)
+    for block in (small.encoder1[0], small.bottleneck[1]):  # trained blocks: non-zero residual scales
+        torch.nn.init.normal_(block.beta, std=0.5)
+        torch.nn.init.normal_(block.gamma, std=0.5)
+    deep = create_model(small_cfg.replace(depths=(2, 1, 3, 1, 2)))
+    deep.load_state_dict(grown_weights(deep, small.state_dict(), "small.safetensors"))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(deep.eval()(x), small.eval()(x))
+    assert any(k.startswith("encoder1.1.") for k in deep.state_dict())
+    with pytest.raises(TrainingError, match=r"small.safetensors: train.init_grow needs the same network with fewer "
+                                            r"blocks per stage; its embed.weight does not fit"):
+        grown_weights(create_model(small_cfg.replace(widths=(16, 16, 32))), small.state_dict(), "small.safetensors")
+    partial = {k: v for k, v in small.state_dict().items() if k != "encoder1.0.beta"}
+    with pytest.raises(TrainingError, match="encoder1.0.beta is missing"):
+        grown_weights(deep, partial, "small.safetensors")
+    # in a run: init_from a shallower network is refused unless init_grow says so
+    sfhformer.save(small, tmp_path / "small.safetensors")
+    grown = ["model.widths=[8, 16, 32]", "model.up_widths=[16, 8]", "model.depths=[2, 1, 3, 1, 2]",
+             f"train.init_from={tmp_path / 'small.safetensors'}", "train.steps=1", "val.every=100"]
+    with pytest.raises(TrainingError, match="holds weights of another model"):
+        train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")), grown))
+    train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "b")), [*grown, "train.init_grow=true"]))
+    assert sfhformer.load(tmp_path / "b" / "checkpoints" / "last.safetensors").config.depths == (2, 1, 3, 1, 2)

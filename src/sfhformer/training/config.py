@@ -51,6 +51,7 @@ class TrainConfig:
     checkpoint_activations: bool = False
     stop_at_step: int | None = None  # end early (a resumable checkpoint is written)
     init_from: str | None = None  # weights to start from: a run's .pt (its EMA when kept) or a weights file
+    init_grow: bool = False  # init_from has fewer blocks per stage: they fill each stage's first, the rest start as identity
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:

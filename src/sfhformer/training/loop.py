@@ -35,7 +35,7 @@ from .config import DatasetConfig, RunConfig, TrainConfig
 from .distributed import EpochBatchSampler, Processes, use_global_batchnorm
 from .loss import restoration_loss
 from .schedule import make_scheduler
-from .state import EMA, TrainState, initial_weights
+from .state import EMA, TrainState, grown_weights, initial_weights
 
 
 def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
@@ -142,6 +142,8 @@ def build_state(cfg: RunConfig, procs: Processes, model: nn.Module | None = None
         raise TrainingError(f"{path}: checkpoint to resume from does not exist")
     if tc.init_from and not resuming:
         weights = initial_weights(tc.init_from)
+        if tc.init_grow:
+            weights = grown_weights(model, weights, tc.init_from)
         try:
             model.load_state_dict(weights)
         except RuntimeError:

@@ -162,6 +162,27 @@ class EMA:
         self.updates = int(state["n_averaged"])
 
 
+def grown_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor],
+                  source: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """``weights`` of a network with fewer blocks per stage, completed for ``model`` (``train.init_grow``):
+    each stage's first blocks are the given ones, the blocks it adds keep ``model``'s own
+    initial weights. A new SFHformer block starts as the identity (its residual scales beta and
+    gamma are zero), so the grown network computes what the given one did, with room to learn.
+
+    Raises:
+        TrainingError: a tensor of ``weights`` that ``model`` lacks or holds in another shape, or
+            a missing tensor that is not part of a whole block the given network lacks.
+    """
+    target = model.state_dict()
+    foreign = [k for k, v in weights.items() if k not in target or target[k].shape != v.shape]
+    given_blocks = {".".join(k.split(".")[:2]) for k in weights}
+    partial = [k for k in target if k not in weights and ".".join(k.split(".")[:2]) in given_blocks]
+    if foreign or partial:
+        raise TrainingError(f"{source}: train.init_grow needs the same network with fewer blocks per stage; "
+                            f"{'its ' + foreign[0] + ' does not fit' if foreign else partial[0] + ' is missing'}")
+    return {**target, **weights}
+
+
 def initial_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict a run starts from with ``train.init_from``: from a training checkpoint
     (``.pt``) its EMA weights when it kept them, else its model; from a weights file (ours or
