@@ -1,18 +1,21 @@
-"""Where the bundled denoiser loses to non-local means: its squared error split into luma and
-chroma, by how sharp the clean photograph is there, and whether it removes too much.
+"""Where a bundled model loses to the classical method: its squared error split into luma and
+chroma, by how sharp the clean photograph is there, and whether it changes too much.
 
     python benchmarks/where_it_loses.py denoise --photos rocket chelsea --levels 15
+    python benchmarks/where_it_loses.py deblur --task deblur --photos coffee chelsea --levels 7
 
 A diagnosis of held-out photographs (the pip ones of ``sfhformer.data.HELD_OUT``, degraded as
-``benchmarks/quality.py`` degrades them, with its seeds and its tuned non-local means), never
-used to choose anything. Per method, the mean squared error (0..255 scale, summed over RGB)
+``benchmarks/quality.py`` degrades them, with its seeds and its tuned non-local means, or for
+``--task deblur`` its motion blur and Wiener deconvolution given the true kernel), never used
+to choose anything. Per method, the mean squared error (0..255 scale, summed over RGB)
 of the luma part (the mean of R, G, B, counted three times) and the chroma part (the rest), in
 four bins of the clean luma's gradient magnitude (Sobel): the flattest half of the pixels, the
-next 30 %, the next 15 % and the sharpest 5 %. Then the PSNR when a share ``a`` of what the
-model removed is added back (``out + a * (noisy - out)``): if it rises, the model smooths away
-detail as if it were noise. ``--save FILE.jpg`` writes, for the first weights and the first
+next 30 %, the next 15 % and the sharpest 5 % (the degraded input too). Then the PSNR when a
+share ``a`` of what the model changed is undone (``out + a * (degraded - out)``): if it rises,
+the model changes too much (a denoiser smooths away detail as if it were noise, a deblurrer
+sharpens too hard). ``--save FILE.jpg`` writes, for the first weights and the first
 photograph and level, the 96 px window where its chroma error exceeds non-local means' most,
-three times enlarged: clean | ours | non-local means | our chroma error | theirs (x8).
+three times enlarged: clean | ours | the classical method | our chroma error | theirs (x8).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def chroma_error(out: np.ndarray, clean: np.ndarray) -> np.ndarray:
 
 
 def save_window(path: Path, clean: np.ndarray, ours: np.ndarray, nlm: np.ndarray, size: int = 96) -> None:
+    """``nlm``: the classical method's output."""
     from sfhformer.io import write_image
 
     excess = chroma_error(ours, clean) ** 2 - chroma_error(nlm, clean) ** 2
@@ -74,13 +78,17 @@ def save_window(path: Path, clean: np.ndarray, ours: np.ndarray, nlm: np.ndarray
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", nargs="+", help="bundled names (denoise, denoise@2) or weights files")
+    parser.add_argument("--task", choices=["denoise", "deblur"], default="denoise",
+                        help="the degradation, classical method and tiling (the bundled model's) to use")
     parser.add_argument("--photos", nargs="+", default=list(HELD_OUT), choices=list(HELD_OUT))
     parser.add_argument("--levels", nargs="+", type=float, default=[15])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save", metavar="FILE", help="write the window where the model loses most on chroma")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tiling = BUNDLED["denoise"]
+    tiling = BUNDLED[args.task]
+    classical = "non-local means" if args.task == "denoise" else "Wiener (true kernel)"
+    restore_classical = quality.CLASSICAL[args.task][classical][0]
     restorers = {w: Restorer.from_pretrained(w, device="cpu", tile=tiling.tile, tile_overlap=tiling.tile_overlap)
                  for w in args.weights}
     names = list(HELD_OUT)
@@ -92,18 +100,19 @@ def main() -> None:
         grad = np.hypot(ndimage.sobel(lum, 0), ndimage.sobel(lum, 1))
         edges = np.quantile(grad, BINS)
         for level in args.levels:
-            noisy, _ = quality.degrade(clean8, "denoise", level, seed=quality.held_out_seed(names.index(name)))
-            outs = {"non-local means": quality.nlm(noisy, level, quality.tune("denoise", "non-local means", level))}
+            noisy, kernel = quality.degrade(clean8, args.task, level, seed=quality.held_out_seed(names.index(name)))
+            outs = {"degraded input": noisy,
+                    classical: restore_classical(noisy, level, kernel, quality.tune(args.task, classical, level))}
             outs.update({w: r.restore(noisy) for w, r in restorers.items()})
             for method, out in outs.items():
                 parts = " | ".join(f"{lu:6.1f} / {ch:6.1f}" for lu, ch in split_errors(out, clean, grad, edges))
                 print(f"{name:<13} {level:>4g} {method[-40:]:<40} {psnr(out, clean):6.2f} dB  {parts}", flush=True)
                 if args.save and method == args.weights[0] and name == args.photos[0] and level == args.levels[0]:
-                    save_window(Path(args.save), clean8, out, outs["non-local means"])
+                    save_window(Path(args.save), clean8, out, outs[classical])
                 if method in restorers:
                     back = [psnr(np.clip(out + a * (noisy.astype(np.float64) - out), 0, 255), clean)
                             for a in (0.05, 0.1, 0.2)]
-                    print(f"{'':<13} {'':>4} {'  adding back 5 / 10 / 20 % of what it removed':<40} "
+                    print(f"{'':<13} {'':>4} {'  undoing 5 / 10 / 20 % of what it changed':<40} "
                           + " / ".join(f"{p:.2f}" for p in back) + " dB", flush=True)
 
 
