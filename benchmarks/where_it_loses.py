@@ -13,7 +13,8 @@ four bins of the clean luma's gradient magnitude (Sobel): the flattest half of t
 next 30 %, the next 15 % and the sharpest 5 % (the degraded input too). Then the PSNR when a
 share ``a`` of what the model changed is undone (``out + a * (degraded - out)``): if it rises,
 the model changes too much (a denoiser smooths away detail as if it were noise, a deblurrer
-sharpens too hard). ``--save FILE.jpg`` writes, for the first weights and the first
+sharpens too hard), and the error's mean per channel and the mean square of its blur (a
+Gaussian of 8 px): a shift of tone or colour rather than of detail. ``--save FILE.jpg`` writes, for the first weights and the first
 photograph and level, the 96 px window where its chroma error exceeds non-local means' most,
 three times enlarged: clean | ours | the classical method | our chroma error | theirs (x8).
 """
@@ -107,6 +108,10 @@ def main() -> None:
             for method, out in outs.items():
                 parts = " | ".join(f"{lu:6.1f} / {ch:6.1f}" for lu, ch in split_errors(out, clean, grad, edges))
                 print(f"{name:<13} {level:>4g} {method[-40:]:<40} {psnr(out, clean):6.2f} dB  {parts}", flush=True)
+                error = out.astype(np.float64) - clean
+                low = ndimage.gaussian_filter(error, (8, 8, 0))  # the error's slow part: tone, not detail
+                print(f"{'':<13} {'':>4} {'  mean error R / G / B; MSE of its blur (8 px)':<40} "
+                      + " / ".join(f"{m:+.2f}" for m in error.mean((0, 1))) + f"; {np.mean(low ** 2):.1f}", flush=True)
                 if args.save and method == args.weights[0] and name == args.photos[0] and level == args.levels[0]:
                     save_window(Path(args.save), clean8, out, outs[classical])
                 if method in restorers:
