@@ -109,3 +109,27 @@ def test_validation_benchmark_noise_does_not_depend_on_which_photos_are_chosen()
         return run.stdout.split(f"{last} ")[1].split()[0]
 
     assert margin(last) == margin(names[0], last)
+
+
+def test_where_it_loses_scores_the_deblurrer_as_the_quality_table_does():
+    """benchmarks/where_it_loses.py --task deblur: the blurred input, Wiener with the true kernel and
+    the model, each PSNR the one the held-out table computes for the same photograph, seed and length."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality
+
+    from sfhformer.data import HELD_OUT
+    from sfhformer.restore import Restorer
+
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "where_it_loses.py"), "deblur", "--task", "deblur",
+                          "--photos", "chelsea", "--levels", "7", "--threads", "2"],
+                         capture_output=True, text=True, timeout=300, check=True)
+    rows = {line[19:59].strip(): line for line in run.stdout.splitlines() if line.startswith("chelsea")}
+    assert list(rows) == ["degraded input", "Wiener (true kernel)", "deblur"], run.stdout
+    clean = quality.load_photo("chelsea")
+    blurred, _ = quality.degrade(clean, "deblur", 7, seed=quality.held_out_seed(list(HELD_OUT).index("chelsea")))
+    expected = quality.psnr(Restorer.from_pretrained("deblur", device="cpu").restore(blurred), clean)
+    assert f"{expected:6.2f} dB" in rows["deblur"], (expected, rows["deblur"])
+    assert f"{quality.psnr(blurred, clean):6.2f} dB" in rows["degraded input"]
+    assert "undoing 5 / 10 / 20 % of what it changed" in run.stdout and np.isfinite(expected)
