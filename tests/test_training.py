@@ -451,9 +451,14 @@ def test_init_grow_starts_a_deeper_network_exactly_where_the_shallower_one_was(t
     with pytest.raises(TrainingError, match=r"small.safetensors: train.init_grow needs the same network with fewer "
                                             r"blocks per stage; its embed.weight does not fit"):
         grown_weights(create_model(small_cfg.replace(widths=(16, 16, 32))), small.state_dict(), "small.safetensors")
-    partial = {k: v for k, v in small.state_dict().items() if k != "encoder1.0.beta"}
-    with pytest.raises(TrainingError, match="encoder1.0.beta is missing"):
-        grown_weights(deep, partial, "small.safetensors")
+    for left_out in ("encoder1.0.beta", "head.0.weight"):  # part of a block, or outside the stages
+        partial = {k: v for k, v in small.state_dict().items() if k != left_out}
+        with pytest.raises(TrainingError, match=f"{left_out} is missing"):
+            grown_weights(deep, partial, "small.safetensors")
+    with torch.no_grad():
+        deep.encoder1[1].beta.fill_(1)  # an added block that would change the output
+    with pytest.raises(TrainingError, match="the added block encoder1.1 would not start as the identity"):
+        grown_weights(deep, small.state_dict(), "small.safetensors")
     # in a run: init_from a shallower network is refused unless init_grow says so
     sfhformer.save(small, tmp_path / "small.safetensors")
     grown = ["model.widths=[8, 16, 32]", "model.up_widths=[16, 8]", "model.depths=[2, 1, 3, 1, 2]",

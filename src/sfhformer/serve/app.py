@@ -11,8 +11,9 @@ it in the ``X-Token`` header (compared in constant time). Without one the server
 machine only: requests must name it as ``localhost``, ``127.0.0.1`` or ``::1`` (a web page
 whose domain was made to point here, "DNS rebinding", names its own domain and is refused), and
 a request that changes something (POST) must come from the page's own origin when the browser
-says where it comes from (a form on another site posting here, "CSRF", is refused). The server leaves the process
-allocator at its defaults: a long-running process must not keep its peak memory.
+says where it comes from (a form on another site posting here, "CSRF", is refused). The server
+leaves the process allocator at its defaults: a long-running process must not keep its peak
+memory.
 """
 
 import hmac

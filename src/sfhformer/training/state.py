@@ -173,13 +173,21 @@ def grown_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor],
         TrainingError: a tensor of ``weights`` that ``model`` lacks or holds in another shape, or
             a missing tensor that is not part of a whole block the given network lacks.
     """
+    def block(key: str) -> str | None:  # "encoder1.1.mixer.conv.weight" -> "encoder1.1"; None outside stages
+        parts = key.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else None
+
     target = model.state_dict()
     foreign = [k for k, v in weights.items() if k not in target or target[k].shape != v.shape]
-    given_blocks = {".".join(k.split(".")[:2]) for k in weights}
-    partial = [k for k in target if k not in weights and ".".join(k.split(".")[:2]) in given_blocks]
-    if foreign or partial:
-        raise TrainingError(f"{source}: train.init_grow needs the same network with fewer blocks per stage; "
-                            f"{'its ' + foreign[0] + ' does not fit' if foreign else partial[0] + ' is missing'}")
+    given = {block(k) for k in weights}
+    missing = [k for k in target if k not in weights and (block(k) is None or block(k) in given)]
+    added = sorted({block(k) for k in target if k not in weights} - {None} - given)
+    not_identity = [b for b in added if not all(f"{b}.{scale}" in target and not target[f"{b}.{scale}"].any()
+                                                for scale in ("beta", "gamma"))]
+    if foreign or missing or not_identity:
+        problem = f"its {foreign[0]} does not fit" if foreign else f"{missing[0]} is missing" if missing else \
+            f"the added block {not_identity[0]} would not start as the identity (no zero beta and gamma)"
+        raise TrainingError(f"{source}: train.init_grow needs the same network with fewer blocks per stage; {problem}")
     return {**target, **weights}
 
 
