@@ -13,7 +13,7 @@ rim of a cup) and colours are drawn uniformly in RGB, so most are saturated.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-
-Range = tuple[float, float]
+from .degradations import Range, options_dataclass
 
 
 @dataclass
@@ -99,7 +98,4 @@ class DeadLeaves:
 
     @classmethod
     def from_config(cls, options: dict[str, Any]) -> "DeadLeaves":
-        known = {f.name for f in fields(cls)}
-        if set(options) - known:
-            raise ConfigError(f"dead_leaves has no option(s) {sorted(set(options) - known)}; it takes {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        return options_dataclass(cls, options, "dead_leaves")

@@ -207,10 +207,16 @@ class Photometric:
 
     @classmethod
     def from_config(cls, options: dict[str, Any]) -> "Photometric":
-        known = {f.name for f in fields(cls)}
-        if set(options) - known:
-            raise ConfigError(f"photometric has no option(s) {sorted(set(options) - known)}; it takes {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        return options_dataclass(cls, options, "photometric")
+
+
+def options_dataclass(cls: type, options: dict[str, Any], what: str) -> Any:
+    """``cls(**options)`` from a config mapping (YAML lists become the tuples of ranges), refusing
+    options ``cls`` has no field for, with the config key ``what`` named."""
+    known = {f.name for f in fields(cls)}
+    if set(options) - known:
+        raise ConfigError(f"{what} has no option(s) {sorted(set(options) - known)}; it takes {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
 
 DEGRADATIONS: dict[str, type] = {

@@ -52,9 +52,8 @@ class Guard:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path = scope["path"]
+        path, headers = scope["path"], dict(scope["headers"])
         if self.hosts is not None:
-            headers = dict(scope["headers"])
             host = headers.get(b"host", b"").decode("latin-1")
             if _hostname(host) not in self.hosts:
                 return await _json(send, 403, {"detail": f"this server answers only requests for {', '.join(self.hosts)}"
@@ -65,12 +64,12 @@ class Guard:
                 return await _json(send, 403, {"detail": f"a request from another site ({origin.decode('latin-1')}) "
                                                          f"is refused: use this server's own page"})
         if self.token is not None and (path.startswith("/api/") or path == "/openapi.json"):
-            given = dict(scope["headers"]).get(b"x-token", b"")
+            given = headers.get(b"x-token", b"")
             if not hmac.compare_digest(given, self.token.encode()):
                 return await _json(send, 401, {"detail": "this server needs its token (X-Token header)"})
         if scope["method"] not in ("POST", "PUT"):
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await _json(send, 413, {"detail": self._too_large()})
         received, refused = 0, False
