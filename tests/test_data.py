@@ -200,6 +200,23 @@ def test_photometric_black_and_white_levels_put_a_channel_at_exactly_black_or_wh
         Photometric.from_config({"white_levels": [0.0, 0.9]})
 
 
+def test_photometric_saturation_scales_each_pixels_distance_from_its_grey(img):
+    from sfhformer.data.degradations import Photometric
+
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    plain = dict(gamma=(1, 1), brightness=(1, 1), channel_gains=(1, 1), permute_channels=False, p=1)
+    grey = x.mean(0, keepdim=True)
+    y = Photometric(saturation=(2, 2), **plain)(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(y, (grey + 2 * (x - grey)).clamp(0, 1), atol=1e-6)
+    kept = (grey + 2 * (x - grey) - y).abs().amax(0) < 1e-6  # pixels not clipped keep their grey
+    assert kept.float().mean() > 0.1 and torch.allclose(y.mean(0)[kept], grey[0][kept], atol=1e-6)
+    assert (y - y.mean(0, keepdim=True)).abs().mean() > 1.5 * (x - grey).abs().mean()  # more colour
+    assert torch.allclose(Photometric(saturation=(0, 0), **plain)(x, torch.Generator()), grey.expand(3, -1, -1))
+    assert torch.equal(Photometric(**plain)(x, torch.Generator()), x)  # off unless asked for
+    with pytest.raises(ConfigError, match=r"saturation must be a range of factors >= 0, got \[2.0, 1.0\]"):
+        Photometric.from_config({"saturation": [2.0, 1.0]})
+
+
 def test_downscale_to_shrinks_large_photographs_once(tmp_path, img):
     path = save(tmp_path / "big.png", img)  # 400 x 600
     ds = SyntheticDataset([path], [{"type": "gaussian_noise"}], downscale_to=300, augment=False)

@@ -327,7 +327,8 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
                                                   ("denoise", "v3_mixed", "denoise@2"), ("denoise", "v4", "denoise@3"),
                                                   ("denoise", "v5_dead_leaves", "denoise@4"),
                                                   ("denoise", "v5_deep", "denoise@4"),
-                                                  ("denoise", "v5_long", "denoise@4")])
+                                                  ("denoise", "v5_long", "denoise@4"),
+                                                  ("denoise", "v5_saturation", "denoise@4")])
 def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, version, start):
     """configs/bundled/{denoise,deblur}_v2.yaml and the denoise_v3*.yaml, _v4.yaml and _v5*.yaml experiments for a
     few tiny steps: each starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`, ...) and reads Debian's

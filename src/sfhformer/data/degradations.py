@@ -170,13 +170,18 @@ class Photometric:
     back to [0, 1], the saturated colours of flowers and neon where a channel sits at exactly
     black), likewise per channel white levels (``white_levels``: values above a level drawn from
     this range become 1, a channel blown out to white), both off by default so that recipes
-    without them draw the same numbers as before, and a random order of the three channels."""
+    without them draw the same numbers as before, optionally a saturation factor (``saturation``:
+    each pixel's distance from its grey, the mean of its channels, is multiplied by a factor
+    drawn from this range, so that sharp colour edges, such as thin coloured structures against
+    sky, are common rather than rare; off by default for the same reason), and a random order of
+    the three channels."""
 
     gamma: Range = (0.7, 3.0)
     brightness: Range = (0.5, 1.1)
     channel_gains: Range = (0.6, 1.3)
     black_levels: Range | None = None
     white_levels: Range | None = None
+    saturation: Range | None = None
     permute_channels: bool = True
     p: float = 0.5
 
@@ -185,6 +190,8 @@ class Photometric:
             raise ConfigError(f"photometric black_levels must be a range within [0, 1), got {list(self.black_levels)}")
         if self.white_levels is not None and not 0 < self.white_levels[0] <= self.white_levels[1] <= 1:
             raise ConfigError(f"photometric white_levels must be a range within (0, 1], got {list(self.white_levels)}")
+        if self.saturation is not None and not 0 <= self.saturation[0] <= self.saturation[1]:
+            raise ConfigError(f"photometric saturation must be a range of factors >= 0, got {list(self.saturation)}")
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         def happens() -> bool:
@@ -201,6 +208,9 @@ class Photometric:
             x = (x - level) / (1 - level)
         if self.white_levels is not None and happens():
             x = x / torch.tensor([uniform(g, *self.white_levels) for _ in range(3)]).view(3, 1, 1)
+        if self.saturation is not None and happens():
+            grey = x.mean(0, keepdim=True)
+            x = grey + uniform(g, *self.saturation) * (x - grey)
         if self.permute_channels and happens():
             x = x[torch.randperm(3, generator=g)]
         return x.clamp(0, 1)
