@@ -34,14 +34,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import quality  # noqa: E402
 
 from sfhformer.data import HELD_OUT  # noqa: E402
+from sfhformer.metrics import psnr  # noqa: E402
 from sfhformer.pretrained import BUNDLED  # noqa: E402
 from sfhformer.restore import Restorer  # noqa: E402
 
 BINS = [0, 0.5, 0.8, 0.95, 1.0]  # quantiles of the gradient magnitude
-
-
-def psnr(out: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(255 ** 2 / np.mean((out.astype(np.float64) - clean) ** 2)))
 
 
 def split_errors(out: np.ndarray, clean: np.ndarray, grad: np.ndarray, edges: np.ndarray) -> list[tuple[float, float]]:
@@ -107,7 +104,7 @@ def main() -> None:
             outs.update({w: r.restore(noisy) for w, r in restorers.items()})
             for method, out in outs.items():
                 parts = " | ".join(f"{lu:6.1f} / {ch:6.1f}" for lu, ch in split_errors(out, clean, grad, edges))
-                print(f"{name:<13} {level:>4g} {method[-40:]:<40} {psnr(out, clean):6.2f} dB  {parts}", flush=True)
+                print(f"{name:<13} {level:>4g} {method[-40:]:<40} {psnr(out, clean8):6.2f} dB  {parts}", flush=True)
                 error = out.astype(np.float64) - clean
                 low = ndimage.gaussian_filter(error, (8, 8, 0))  # the error's slow part: tone, not detail
                 print(f"{'':<13} {'':>4} {'  mean error R / G / B; MSE of its blur (8 px)':<40} "
@@ -115,7 +112,8 @@ def main() -> None:
                 if args.save and method == args.weights[0] and name == args.photos[0] and level == args.levels[0]:
                     save_window(Path(args.save), clean8, out, outs[classical])
                 if method in restorers:
-                    back = [psnr(np.clip(out + a * (noisy.astype(np.float64) - out), 0, 255), clean)
+                    # unrounded: the share undone is a diagnosis, not an image anyone saves
+                    back = [psnr((out + a * (noisy.astype(np.float64) - out)) / 255, clean8, quantize=False)
                             for a in (0.05, 0.1, 0.2)]
                     print(f"{'':<13} {'':>4} {'  undoing 5 / 10 / 20 % of what it changed':<40} "
                           + " / ".join(f"{p:.2f}" for p in back) + " dB", flush=True)
