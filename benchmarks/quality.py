@@ -19,7 +19,9 @@ models, and NAFNet trained with the same data, steps and loss.
 - NAFNet (spandrel's architecture; width 16, 1-1-1-1 blocks, 2 middle blocks: about the
   parameter count of sfhformer_t) is trained by ``sfhformer.training`` with our bundled models'
   recipes (configs/bundled/*.yaml, stage by stage as ``RECIPES`` lists): same data, crops,
-  steps, loss, optimiser and EMA.
+  steps, loss, optimiser and EMA. ``--same-recipe STAGE`` (e.g. ``denoise_scratch``) trains both
+  networks from scratch through that one recipe, when not yet trained, and scores both: the
+  like-for-like comparison on today's data where the bundled chain cannot be rerun for the peer.
 - The learned models run as ``sfhformer restore`` runs them, with the bundled model's tiling
   (``sfhformer.pretrained.BUNDLED``: the denoiser in tiles of 128 px with 32 px overlap, the
   deblurrer whole), and NAFNet the same way; rows marked "whole image" run each photograph in
@@ -55,6 +57,7 @@ from sfhformer.io import read_image  # noqa: E402
 from sfhformer.metrics import psnr, ssim, to_rgb_uint8  # noqa: E402
 from sfhformer.pretrained import BUNDLED, VERSIONS  # noqa: E402
 from sfhformer.restore import Restorer  # noqa: E402
+from sfhformer.training import initial_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NAFNET = dict(width=16, middle=2, enc=(1, 1, 1, 1), dec=(1, 1, 1, 1))
@@ -174,23 +177,55 @@ def peer_run(stage: str) -> Path:
     return ROOT / "runs" / f"peer_nafnet_{stage}"
 
 
+def recipe_task(stage: str) -> str:
+    """The task of a recipe under configs/bundled: its chain's in ``RECIPES``, else its name's
+    first word (``denoise_scratch``: denoise)."""
+    task = next((t for t, stages in RECIPES.items() if stage in stages), stage.split("_")[0])
+    if task not in RECIPES or not (ROOT / "configs" / "bundled" / f"{stage}.yaml").is_file():
+        sys.exit(f"error: configs/bundled/{stage}.yaml: no such recipe of a task ({', '.join(RECIPES)})")
+    return task
+
+
+def finished(last: Path, steps: int) -> bool:
+    return last.exists() and torch.load(last, weights_only=True)["step"] >= steps
+
+
 def train_peer_stage(stage: str, device: str, overrides: list[str] = ()) -> Path:
     """Train NAFNet through one stage of a recipe (``configs/bundled/STAGE.yaml``), from the
-    peer's previous stage; skipped when finished. ``overrides`` (KEY=VALUE) come last, as
-    ``sfhformer train`` takes them. Returns the stage's last checkpoint."""
+    peer's previous stage when the stage is one of a chain in ``RECIPES``, else from scratch;
+    skipped when finished. ``overrides`` (KEY=VALUE) come last, as ``sfhformer train`` takes
+    them. Returns the stage's last checkpoint."""
     from sfhformer.training import load_config, train
-    task = next(t for t, stages in RECIPES.items() if stage in stages)
-    index = RECIPES[task].index(stage)
+    task = recipe_task(stage)
+    index = RECIPES[task].index(stage) if stage in RECIPES[task] else 0
     out = peer_run(stage)
     base = [f"name=peer_nafnet_{stage}", f"out_dir={out}", f"train.device={device}"]
     if index:
         base.append(f"train.init_from={peer_run(RECIPES[task][index - 1]) / 'checkpoints' / 'last.pt'}")
     cfg = load_config(ROOT / "configs" / "bundled" / f"{stage}.yaml", base + list(overrides))
     last = Path(cfg.out_dir) / "checkpoints" / "last.pt"
-    if not (last.exists() and torch.load(last, weights_only=True)["step"] >= cfg.train.steps):
+    if not finished(last, cfg.train.steps):
         torch.manual_seed(cfg.train.seed)
         train(cfg, model=nafnet(**NAFNET))
     return last
+
+
+def same_recipe(stage: str, device: str) -> dict[str, torch.nn.Module]:
+    """SFHformer-t and NAFNet trained from scratch through one recipe (``--same-recipe``), each
+    trained first when its run is not finished; their last EMA weights, by row name."""
+    from sfhformer.models import load
+    from sfhformer.training import load_config, train
+    cfg = load_config(ROOT / "configs" / "bundled" / f"{stage}.yaml", [f"train.device={device}"])
+    if cfg.train.init_from:
+        sys.exit(f"error: --same-recipe {stage}: the recipe starts from {cfg.train.init_from}, which NAFNet cannot")
+    ours = Path(cfg.out_dir) / "checkpoints" / "last.pt"
+    if not finished(ours, cfg.train.steps):
+        train(cfg)
+    peer = nafnet(**NAFNET)
+    peer.load_state_dict(initial_weights(train_peer_stage(stage, device)))
+    millions = sum(p.numel() for p in peer.parameters()) / 1e6
+    return {f"SFHformer-t ({stage}.yaml)": load(ours.with_suffix(".safetensors")).eval(),
+            f"NAFNet-w16 ({millions:.2f} M, {stage}.yaml)": peer.eval()}
 
 
 def train_peer(task: str, device: str) -> None:
@@ -200,7 +235,6 @@ def train_peer(task: str, device: str) -> None:
 
 
 def load_peer(task: str) -> torch.nn.Module | None:
-    from sfhformer.training import initial_weights
     path = peer_run(RECIPES[task][-1]) / "checkpoints" / "last.pt"
     if not path.exists():
         return None
@@ -235,6 +269,9 @@ def main() -> None:
                         help="only train NAFNet through this stage of a recipe (e.g. denoise_256), then exit")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="with --train-peer-stage: override a config field")
+    parser.add_argument("--same-recipe", nargs="+", default=[], metavar="STAGE",
+                        help="also score SFHformer-t and NAFNet trained from scratch through this recipe "
+                             "(configs/bundled/STAGE.yaml; trained first when not yet trained), with the bundled tiling")
     parser.add_argument("--dtypes", nargs="+", default=[], choices=["fp16", "bf16"],
                         help="also run the bundled models under this autocast precision (Restorer(dtype=...))")
     parser.add_argument("--debian", action="store_true",
@@ -283,6 +320,10 @@ def main() -> None:
             learned[f"{ours}, whole image"] = Restorer.from_pretrained(task, device=args.device, tile=None)
             learned[f"{ours}, tiles of 256 px"] = Restorer.from_pretrained(task, device=args.device, tile=256,
                                                                           tile_overlap=64)
+        for stage in args.same_recipe:
+            if recipe_task(stage) == task:
+                for name, model in same_recipe(stage, args.device).items():
+                    learned[name] = Restorer(model, device=args.device, tile=tile, tile_overlap=overlap)
         peer = None if args.learned_only else load_peer(task)
         if peer is not None:
             name = f"NAFNet-w16 ({sum(p.numel() for p in peer.parameters()) / 1e6:.2f} M, same recipe)"

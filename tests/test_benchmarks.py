@@ -1,4 +1,4 @@
-"""The benchmark scripts run end to end (tiny sizes, no peers: spandrel is not a test dependency)."""
+"""The benchmark scripts run end to end (tiny sizes; the NAFNet peer only where spandrel is installed, as .ci/run does)."""
 
 import json
 import subprocess
@@ -133,3 +133,48 @@ def test_where_it_loses_scores_the_deblurrer_as_the_quality_table_does():
     assert f"{expected:6.2f} dB" in rows["deblur"], (expected, rows["deblur"])
     assert f"{quality.psnr(blurred, clean):6.2f} dB" in rows["degraded input"]
     assert "undoing 5 / 10 / 20 % of what it changed" in run.stdout and np.isfinite(expected)
+
+
+def test_same_recipe_trains_both_networks_from_scratch_once_and_scores_their_ema_weights(tmp_path, monkeypatch):
+    """quality.py --same-recipe: SFHformer-t and the NAFNet peer each trained through one recipe from
+    scratch (skipped once finished), each row the run's EMA weights; a recipe that starts from other
+    weights, or names no task, is refused."""
+    import importlib.util
+    if importlib.util.find_spec("spandrel") is None:  # not imported whole: its __init__ wants torchvision
+        pytest.skip("the NAFNet peer is spandrel's architecture (.ci/run installs it)")
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality
+
+    from sfhformer.training import initial_weights
+
+    recipes = tmp_path / "configs" / "bundled"
+    recipes.mkdir(parents=True)
+    photo = tmp_path / "noise.png"
+    Image.fromarray((np.random.default_rng(0).random((48, 48, 3)) * 255).astype("uint8")).save(photo)
+    recipe = (f"name: tiny\nout_dir: {tmp_path / 'runs' / 'tiny'}\nmodel: {{preset: sfhformer_t}}\n"
+              f"data:\n  train: {{type: synthetic, images: ['{photo}'], degradations: [{{type: gaussian_noise}}], "
+              f"crop: 32, length: 4}}\n"
+              "train: {steps: 2, batch_size: 2, num_workers: 0, ema: 0.9, device: cpu}\n"
+              "log: {every: 1}\ncheckpoint: {every: 2}\n")
+    (recipes / "denoise_tiny.yaml").write_text(recipe)
+    (recipes / "denoise_from.yaml").write_text(recipe.replace("ema: 0.9", "ema: 0.9, init_from: denoise"))
+    monkeypatch.setattr(quality, "ROOT", tmp_path)
+    models = quality.same_recipe("denoise_tiny", "cpu")
+    assert [name.split(" (")[0] for name in models] == ["SFHformer-t", "NAFNet-w16"]
+    ours, peer = models.values()
+    peer_run = tmp_path / "runs" / "peer_nafnet_denoise_tiny" / "checkpoints" / "last.pt"
+    for model, run in ((ours, tmp_path / "runs" / "tiny" / "checkpoints" / "last.pt"), (peer, peer_run)):
+        assert torch.load(run, weights_only=True)["step"] == 2
+        ema = initial_weights(run)
+        assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items() if k in ema)
+    stamp = peer_run.stat().st_mtime_ns
+    quality.same_recipe("denoise_tiny", "cpu")  # both finished: nothing trains again
+    assert peer_run.stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit, match="starts from denoise"):
+        quality.same_recipe("denoise_from", "cpu")
+    with pytest.raises(SystemExit, match="no such recipe"):
+        quality.recipe_task("sharpen_tiny")

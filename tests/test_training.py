@@ -351,6 +351,27 @@ def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, vers
     assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == expected
 
 
+
+@pytest.mark.parametrize("task, kernels", [("denoise", 1), ("deblur", 4)])
+def test_same_recipe_comparisons_run_from_scratch(tmp_path, task, kernels):
+    """configs/bundled/{denoise,deblur}_scratch.yaml (what benchmarks/quality.py --same-recipe trains for
+    SFHformer-t and NAFNet alike) for a few tiny steps: from scratch, on the data of the bundled model's latest
+    version; the pip photographs stand in for Debian's where those are not installed."""
+    from sfhformer.cli import main
+    from sfhformer.data.debian import debian_photographs
+
+    root = Path(__file__).resolve().parent.parent
+    overrides = [f"out_dir={tmp_path}", "train.steps=2", "train.batch_size=2", "train.num_workers=0",
+                 "data.train.crop=32", "val.every=2", "checkpoint.every=2", "log.every=1"]
+    if not debian_photographs("train"):
+        overrides += ["data.train.images=[samples:train]", "data.val.images=sample:astronaut"]
+    overrides += ["data.val.downscale_to=64"]
+    assert main(["train", str(root / "configs" / "bundled" / f"{task}_scratch.yaml"), *overrides]) == 0
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["train"]["init_from"] is None and cfg["train"]["steps"] == 2
+    assert cfg["data"]["train"]["images"][-1] in ("debian:train", "samples:train")
+    assert sfhformer.load(tmp_path / "checkpoints" / "last.safetensors").config.num_kernels == kernels
+
 # -- guards against defects the suite once missed (issue 13) ----------------------------------
 
 class DropoutNet(torch.nn.Module):
