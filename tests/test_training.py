@@ -351,7 +351,6 @@ def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, vers
     assert sfhformer.load(tmp_path / "v2" / "checkpoints" / "last.safetensors").config == expected
 
 
-
 @pytest.mark.parametrize("task, kernels", [("denoise", 1), ("deblur", 4)])
 def test_same_recipe_comparisons_run_from_scratch(tmp_path, task, kernels):
     """configs/bundled/{denoise,deblur}_scratch.yaml (what benchmarks/quality.py --same-recipe trains for
@@ -371,6 +370,7 @@ def test_same_recipe_comparisons_run_from_scratch(tmp_path, task, kernels):
     assert cfg["train"]["init_from"] is None and cfg["train"]["steps"] == 2
     assert cfg["data"]["train"]["images"][-1] in ("debian:train", "samples:train")
     assert sfhformer.load(tmp_path / "checkpoints" / "last.safetensors").config.num_kernels == kernels
+
 
 # -- guards against defects the suite once missed (issue 13) ----------------------------------
 
