@@ -221,11 +221,10 @@ def same_recipe(stage: str, device: str) -> dict[str, torch.nn.Module]:
     ours = Path(cfg.out_dir) / "checkpoints" / "last.pt"
     if not finished(ours, cfg.train.steps):
         train(cfg)
-    peer = nafnet(**NAFNET)
-    peer.load_state_dict(initial_weights(train_peer_stage(stage, device)))
+    peer = peer_weights(train_peer_stage(stage, device))
     millions = sum(p.numel() for p in peer.parameters()) / 1e6
     return {f"SFHformer-t ({stage}.yaml)": load(ours.with_suffix(".safetensors")).eval(),
-            f"NAFNet-w16 ({millions:.2f} M, {stage}.yaml)": peer.eval()}
+            f"NAFNet-w16 ({millions:.2f} M, {stage}.yaml)": peer}
 
 
 def train_peer(task: str, device: str) -> None:
@@ -234,13 +233,16 @@ def train_peer(task: str, device: str) -> None:
         train_peer_stage(stage, device)
 
 
+def peer_weights(checkpoint: Path) -> torch.nn.Module:
+    """NAFNet with a run's EMA weights (as the bundled SFHformers ship), for evaluation."""
+    model = nafnet(**NAFNET)
+    model.load_state_dict(initial_weights(checkpoint))
+    return model.eval()
+
+
 def load_peer(task: str) -> torch.nn.Module | None:
     path = peer_run(RECIPES[task][-1]) / "checkpoints" / "last.pt"
-    if not path.exists():
-        return None
-    model = nafnet(**NAFNET)
-    model.load_state_dict(initial_weights(path))  # the EMA weights, as the bundled SFHformers ship
-    return model.eval()
+    return peer_weights(path) if path.exists() else None
 
 
 def classical_rows(path: Path, photos: list[str]) -> dict[tuple[str, float, str], dict]:
