@@ -36,6 +36,10 @@ def arch_module(dotted: str) -> types.ModuleType:
     return importlib.import_module(dotted)
 
 
+# The bundled models' peer (benchmarks/quality.py, speed.py's nafnet_w16): about 1.6 M parameters.
+NAFNET_W16 = dict(width=16, middle=2, enc=(1, 1, 1, 1), dec=(1, 1, 1, 1))
+
+
 def nafnet(width: int = 16, middle: int = 1, enc: tuple[int, ...] = (1, 1, 1, 1),
            dec: tuple[int, ...] = (1, 1, 1, 1)):
     """NAFNet (Chen et al., ECCV 2022) from spandrel."""

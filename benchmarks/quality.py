@@ -49,7 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from peers import nafnet  # noqa: E402
+from peers import NAFNET_W16, nafnet  # noqa: E402
 
 from sfhformer.data import HELD_OUT, photograph_path  # noqa: E402
 from sfhformer.data.degradations import GaussianNoise, MotionBlur  # noqa: E402
@@ -60,7 +60,7 @@ from sfhformer.restore import Restorer  # noqa: E402
 from sfhformer.training import initial_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-NAFNET = dict(width=16, middle=2, enc=(1, 1, 1, 1), dec=(1, 1, 1, 1))
+NAFNET = NAFNET_W16
 TUNING_PHOTO = "astronaut"
 
 

@@ -6,21 +6,28 @@ Inference (batch 1, eval mode, ``torch.inference_mode``): each preset through th
 path (the baseline: the network as the authors compute it) and in its fused inference form
 (``model.fuse()``: BatchNorm and layer scales folded into the 1x1 convolutions, no K=1
 softmax), against NAFNet width 32 (spandrel's architecture, the SIDD/GoPro width-32
-configuration) and Restormer (spandrel-extra-arches, its default configuration) at the same
-size. Every inference case runs twice: with glibc's default allocator, and with freed memory
-kept for reuse (``sfhformer.utils.keep_freed_memory``, which ``Restorer`` turns on for CPUs):
-at large sizes the default allocator's page faults take most of every model's time. Latency
-is the median of repeated runs after one warm-up run (min and max too); peak memory is the
-process's peak RSS (or CUDA allocation). Training: one step (forward, backward, AdamW) on a
-batch of 4 crops of 128x128 with our loss, plain and with activation checkpointing, under the
-first allocator listed. With ``--amp`` (for CUDA), the fused model, the peers and our training
-step also run under bfloat16 autocast (variants ending in ``_bf16``; our Fourier units keep
-their FFTs in float32). With ``--compile``, the fused model and the peers also run through
-``torch.compile`` (inductor, weights frozen into the graph; variants ending in ``compiled``;
-the compilation is the untimed warm-up run). Every case runs in its own process. Weights are
-random.
+configuration), NAFNet width 16 (the bundled models' peer in ``benchmarks/quality.py``) and
+Restormer (spandrel-extra-arches, its default configuration) at the same size. Every inference
+case runs twice: with glibc's default allocator, and with freed memory kept for reuse
+(``sfhformer.utils.keep_freed_memory``, which ``Restorer`` turns on for CPUs): at large sizes
+the default allocator's page faults take most of every model's time. Latency is the median of
+repeated runs after one warm-up run (min and max too); peak memory is the process's peak RSS
+(or CUDA allocation). Training: one step (forward, backward, AdamW) on a batch of 4 crops of
+128x128 (``--train-batch``, ``--train-size``) with our loss, our presets plain and with
+activation checkpointing, the peers plain, under the first allocator listed. With ``--amp``
+(for CUDA), the fused model, the peers and our training step also run under bfloat16 autocast
+(variants ending in ``_bf16``; our Fourier units keep their FFTs in float32). With
+``--compile``, the fused model and the peers also run through ``torch.compile`` (inductor,
+weights frozen into the graph; variants ending in ``compiled``; the compilation is the untimed
+warm-up run). Every case runs in its own process. Weights are random.
 
     python benchmarks/speed.py --device cuda --amp --allocators default --presets sfhformer_s
+
+The bundled models' training step against their NAFNet peer, as the same-recipe runs take it
+(``configs/bundled/denoise_scratch.yaml``: 8 crops of 64 px), one thread:
+
+    python benchmarks/speed.py --presets sfhformer_t --peers nafnet_w16 --sizes 64 --allocators default \
+        --train-size 64 --train-batch 8 --threads 1 --json benchmarks/results/train_step_peer.json
 
 Restoring whole images through ``Restorer`` (mode ``restore``): with ``--tile-batches`` each
 preset restores one size x size image in tiles of ``--restore-tile`` px (overlap 32) run that
@@ -40,9 +47,11 @@ import sys
 import time
 
 from common import synchronizer, count_macs, peak_rss_mb, run_isolated, write_results
+from peers import NAFNET_W16
 
 # name -> (builder in peers.py, its arguments)
 PEERS = {"nafnet_w32": ("nafnet", dict(width=32, middle=12, enc=(2, 2, 4, 8), dec=(2, 2, 2, 2))),
+         "nafnet_w16": ("nafnet", NAFNET_W16),
          "restormer": ("restormer", {})}
 
 
@@ -60,7 +69,7 @@ def build(name: str, variant: str):
 
 
 def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats: int, threads: int,
-             allocator: str = "default") -> dict:
+             allocator: str = "default", train_batch: int = 4) -> dict:
     import torch
 
     from sfhformer.utils import keep_freed_memory
@@ -99,7 +108,7 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
     else:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        x, y = torch.rand(4, 3, size, size, device=dev), torch.rand(4, 3, size, size, device=dev)
+        x, y = (torch.rand(train_batch, 3, size, size, device=dev) for _ in range(2))
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -127,6 +136,8 @@ def run_case(name: str, variant: str, size: int, mode: str, device: str, repeats
            "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times),
            "first_s": first,
            "params": count_params(model), "peak_rss_mb": peak_rss_mb()}
+    if mode == "train":
+        row["batch"] = train_batch
     if dev.type == "cuda":
         row["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if mode == "infer":  # counted after the peak memory was read
@@ -140,6 +151,7 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=list(PEERS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
     parser.add_argument("--train-size", type=int, default=128, help="crop side of the training cases (0: none)")
+    parser.add_argument("--train-batch", type=int, default=4, help="crops per training step")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -170,7 +182,8 @@ def main() -> None:
     if args.case:
         import json
         name, variant, size, mode, device, allocator = args.case
-        print(json.dumps(run_case(name, variant, int(size), mode, device, args.repeats, args.threads, allocator)))
+        print(json.dumps(run_case(name, variant, int(size), mode, device, args.repeats, args.threads, allocator,
+                                  args.train_batch)))
         return
 
     cases = []
@@ -198,7 +211,8 @@ def main() -> None:
           f"{'params':>10} {'GMAC':>7} {'peak MB':>8}", flush=True)
     for name, variant, size, mode, alloc in cases:
         row = run_isolated(__file__, [name, variant, str(size), mode, args.device, alloc,
-                                      "--repeats", str(args.repeats), "--threads", str(args.threads)])
+                                      "--repeats", str(args.repeats), "--threads", str(args.threads),
+                                      "--train-batch", str(args.train_batch)])
         if isinstance(row, str):
             print(f"{name:<12} {variant:<14} {mode:<5} {alloc:<7} {size:>5} failed: {row}", flush=True)
             continue
@@ -252,6 +266,11 @@ def main() -> None:
         if plain and ck:
             print(f"  {p} training step: checkpointing uses {ck['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x the peak "
                   f"memory at {ck['median_s'] / plain['median_s']:.2f}x the time")
+        for peer in args.peers if plain else []:
+            other = by.get((peer, "-", "train", args.train_size, train_alloc))
+            if other:
+                print(f"  {p} training step ({args.train_batch} x {args.train_size}² crops): takes "
+                      f"{plain['median_s'] / other['median_s']:.2f}x {peer}'s time")
     if args.json:
         write_results(args.json, rows)
 

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (tiny sizes; the NAFNet peer only where spandrel is installed, as .ci/run does)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -23,6 +24,25 @@ def test_speed_benchmark_writes_a_row_per_case(tmp_path):
     assert all(r["median_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     # sfhformer_t: 10.1 GMAC at 256x256, so about 1/64 of that at 32x32 (a bit more for the FFTs)
     assert all(0.15 < r["gmacs"] < 0.2 for r in infer)
+
+
+def test_speed_benchmark_times_the_peers_training_step_on_the_same_batch(tmp_path):
+    """--train-batch reaches every training case; NAFNet-w16, the bundled models' peer, gets a training row and a
+    printed ratio against our preset's."""
+    if importlib.util.find_spec("spandrel") is None:
+        pytest.skip("needs spandrel (.ci/run installs it)")
+    out = tmp_path / "speed.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--presets", "sfhformer_t", "--peers",
+                          "nafnet_w16", "--sizes", "32", "--allocators", "default", "--train-size", "32",
+                          "--train-batch", "3", "--repeats", "1", "--threads", "1", "--json", str(out)],
+                         check=True, capture_output=True, text=True)
+    rows = json.loads(out.read_text())["rows"]
+    train = {(r["model"], r["variant"]): r for r in rows if r["mode"] == "train"}
+    assert set(train) == {("sfhformer_t", "plain"), ("sfhformer_t", "checkpointed"), ("nafnet_w16", "-")}
+    assert all(r["batch"] == 3 for r in train.values())
+    assert 1.55e6 < train["nafnet_w16", "-"]["params"] < 1.65e6  # quality.py's NAFNet-w16 (1.60 M)
+    ratio = train["sfhformer_t", "plain"]["median_s"] / train["nafnet_w16", "-"]["median_s"]
+    assert f"sfhformer_t training step (3 x 32² crops): takes {ratio:.2f}x nafnet_w16's time" in run.stdout
 
 
 def test_tiling_benchmark_scores_every_tiling_at_every_level(tmp_path):
@@ -139,7 +159,6 @@ def test_same_recipe_trains_both_networks_from_scratch_once_and_scores_their_ema
     """quality.py --same-recipe: SFHformer-t and the NAFNet peer each trained through one recipe from
     scratch (skipped once finished), each row the run's EMA weights; a recipe that starts from other
     weights, or names no task, is refused."""
-    import importlib.util
     if importlib.util.find_spec("spandrel") is None:  # not imported whole: its __init__ wants torchvision
         pytest.skip("the NAFNet peer is spandrel's architecture (.ci/run installs it)")
     import numpy as np
