@@ -43,10 +43,10 @@ _DEBLUR_DEMO = ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
-        "denoise_v4.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
-        "trained with black and white levels (colour kept near black)",
-        "configs/bundled/denoise_v4.yaml", _DENOISE_DEMO, tile=128, version=4,
-        sha256="a5a6f60add8444f7e6a4ff7b18c2abc78ec376df3a66bbc63c4edcb6cbe1bba8"),
+        "denoise_v5.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "trained with black and white levels (colour kept near black), on photographs with full-resolution colour",
+        "configs/bundled/denoise_v5.yaml", _DENOISE_DEMO, tile=128, version=5,
+        sha256="64dc5ad80aa31eecaf19e06bd7f303f57527fc42c6e034ec94046b1b4b356b8f"),
     "deblur": BundledWeights(
         "deblur_v2.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
         "configs/bundled/deblur_v2.yaml", _DEBLUR_DEMO, version=2,
@@ -57,10 +57,14 @@ BUNDLED: dict[str, BundledWeights] = {
 # the float32 files they were (whose digests are in each file's metadata, ``float32_sha256``) to
 # keep the package small: on the held-out photographs their PSNRs are the float32 files' within
 # 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json,
-# quality_denoise_v4.json against quality_denoise_v3.json, quality_deblur_v2.json against
+# quality_denoise_v4.json against quality_denoise_v3.json, quality_denoise_v5.json against
+# quality_denoise_v4.json, quality_deblur_v2.json against
 # quality_worst.json).
 EARLIER: dict[str, tuple[BundledWeights, ...]] = {
     "denoise": (BundledWeights(
+        "denoise_v4.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "trained with black and white levels; float16 copy", "configs/bundled/denoise_v4.yaml", _DENOISE_DEMO,
+        tile=128, version=4, sha256="d8d8e8830618e757e1741c937a58e932ef06add1fc2be1f89364f10e5aed9663"), BundledWeights(
         "denoise_v3.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
         "float16 copy", "configs/bundled/denoise_v3_mixed.yaml", _DENOISE_DEMO, tile=128, version=3,
         sha256="fbaa8441e92a48255b8354c96911dc2087eebf73b0ca33e2d18014defcad3c17"), BundledWeights(
