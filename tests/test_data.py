@@ -320,3 +320,33 @@ def test_dead_leaves_in_a_dataset_replace_a_share_of_the_crops():
         SyntheticDataset(spec["images"], spec["degradations"], dead_leaves={})
     with pytest.raises(ConfigError, match=r"dead_leaves has no option\(s\) \['texture'\]"):
         SyntheticDataset(**spec, dead_leaves={"texture": 1})
+
+
+def test_full_res_chroma_shrinks_only_chroma_subsampled_jpegs_at_least_twice(tmp_path):
+    """`full_res_chroma`: a JPEG stored with 4:2:0 or 4:2:2 colour is shrunk 2x or more, whatever
+    `downscale_to` asks; a 4:4:4 JPEG and a PNG only as `downscale_to` asks; off, nothing changes."""
+    from PIL import Image
+
+    from sfhformer.data.datasets import chroma_subsampled
+
+    rgb = Image.fromarray(np.asarray(photo("astronaut"))[:96, :128])
+    files = {"420": tmp_path / "a.jpg", "422": tmp_path / "b.jpg", "444": tmp_path / "c.jpg", "png": tmp_path / "d.png"}
+    rgb.save(files["420"], quality=95, subsampling=2)
+    rgb.save(files["422"], quality=95, subsampling=1)
+    rgb.save(files["444"], quality=95, subsampling=0)
+    rgb.save(files["png"])
+    assert [chroma_subsampled(f) for f in files.values()] == [True, True, False, False]
+
+    def shapes(**options):
+        data = SyntheticDataset(list(files.values()), [], augment=False, **options)
+        return [tuple(data[i]["gt"].shape[-2:]) for i in range(len(files))]
+
+    assert shapes() == shapes(full_res_chroma=False) == [(96, 128)] * 4
+    assert shapes(full_res_chroma=True) == [(48, 64), (48, 64), (96, 128), (96, 128)]
+    assert shapes(full_res_chroma=True, downscale_to=100) == [(48, 64), (48, 64), (75, 100), (75, 100)]
+    assert shapes(full_res_chroma=True, downscale_to=40) == [(30, 40)] * 4
+    # a recipe's data section reaches it (the training config's field)
+    from sfhformer.training.config import SyntheticData
+    from sfhformer.training.loop import make_dataset
+    section = SyntheticData(images=[str(files["420"])], degradations=[], full_res_chroma=True)
+    assert tuple(make_dataset(section, seed=0, validation=True)[0]["gt"].shape[-2:]) == (48, 64)

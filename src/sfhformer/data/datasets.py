@@ -156,6 +156,15 @@ class PairedImageDataset(Dataset):
         return {"lq": lq.contiguous(), "gt": gt.contiguous(), "name": lq_path.stem}
 
 
+def chroma_subsampled(path: str | os.PathLike) -> bool:
+    """Whether an image file is a JPEG whose colour (chroma) is stored at lower resolution than
+    its brightness (4:2:0, 4:2:2 or 4:1:1 subsampling); only the header is read."""
+    from PIL import Image, JpegImagePlugin
+
+    with Image.open(path) as im:
+        return im.format == "JPEG" and JpegImagePlugin.get_sampling(im) > 0
+
+
 class SyntheticDataset(Dataset):
     """Clean images degraded on the fly.
 
@@ -179,15 +188,20 @@ class SyntheticDataset(Dataset):
         dead_leaves: options of :class:`~sfhformer.data.dead_leaves.DeadLeaves`: that share
             (``p``) of the samples is a synthetic image of the crop's size instead of a
             photograph crop (then flipped, photometric-changed and degraded as one); None: none.
+        full_res_chroma: shrink a JPEG that stores its colour at half resolution (4:2:0 or
+            4:2:2 chroma subsampling) at least 2x, whatever ``downscale_to`` asks, so that
+            its colour is as sharp as its brightness: a clean target with upsampled chroma
+            teaches a denoiser to blur colour edges (docs/bundled-models.md, version 5).
     """
 
     def __init__(self, images: list[Path], degradations: Compose | list[dict[str, Any]], crop: int | None = None,
                  augment: bool = True, length: int | None = None, fixed: bool = False, seed: int = 0,
                  pad_small: bool = True, max_side: int | None = None,
                  downscale_to: int | Sequence[int] | None = None, photometric: dict[str, Any] | None = None,
-                 dead_leaves: dict[str, Any] | None = None) -> None:
+                 dead_leaves: dict[str, Any] | None = None, full_res_chroma: bool = False) -> None:
         if not images:
             raise ConfigError("a synthetic dataset needs at least one clean image")
+        self.full_res_chroma = full_res_chroma
         self.images = [Path(p) for p in images]
         self.degrade = degradations if isinstance(degradations, Compose) else Compose.from_config(degradations)
         self.crop, self.augment, self.fixed, self.seed, self.pad_small = crop, augment, fixed, seed, pad_small
@@ -208,13 +222,15 @@ class SyntheticDataset(Dataset):
     def _clean(self, i: int, side: int | None) -> torch.Tensor:
         if (i, side) not in self._cache:  # few, small photographs: keep them decoded
             x = load_rgb(self.images[i])
+            if self.full_res_chroma and chroma_subsampled(self.images[i]):
+                side = min(side or math.inf, max(x.shape[-2:]) // 2)
             if side and max(x.shape[-2:]) > side:
                 scale = side / max(x.shape[-2:])
                 size = [max(1, round(n * scale)) for n in x.shape[-2:]]
                 x = F.interpolate(x[None], size=size, mode="area")[0].clamp(0, 1)
             if self.max_side and max(x.shape[-2:]) > self.max_side:
                 x = center_crop(x, min(x.shape[-2], self.max_side), min(x.shape[-1], self.max_side))
-            self._cache[i, side] = x
+            self._cache[i, side] = x  # the side asked for, not the one used
         return self._cache[i, side]
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:

@@ -83,6 +83,7 @@ class SyntheticData:
     downscale_to: int | list[int] | None = None  # a list: one drawn per sample
     photometric: dict[str, Any] | None = None
     dead_leaves: dict[str, Any] | None = None  # synthetic shapes instead of a share of the crops
+    full_res_chroma: bool | None = None  # shrink chroma-subsampled JPEGs at least 2x
 
 
 @dataclass
