@@ -322,7 +322,7 @@ def test_dead_leaves_in_a_dataset_replace_a_share_of_the_crops():
         SyntheticDataset(**spec, dead_leaves={"texture": 1})
 
 
-def test_full_res_chroma_shrinks_only_chroma_subsampled_jpegs_at_least_twice(tmp_path):
+def test_full_res_chroma_shrinks_only_chroma_subsampled_jpegs_at_least_twice(tmp_path, monkeypatch):
     """`full_res_chroma`: a JPEG stored with 4:2:0 or 4:2:2 colour is shrunk 2x or more, whatever
     `downscale_to` asks; a 4:4:4 JPEG and a PNG only as `downscale_to` asks; off, nothing changes."""
     from PIL import Image
@@ -345,6 +345,12 @@ def test_full_res_chroma_shrinks_only_chroma_subsampled_jpegs_at_least_twice(tmp
     assert shapes(full_res_chroma=True) == [(48, 64), (48, 64), (96, 128), (96, 128)]
     assert shapes(full_res_chroma=True, downscale_to=100) == [(48, 64), (48, 64), (75, 100), (75, 100)]
     assert shapes(full_res_chroma=True, downscale_to=40) == [(30, 40)] * 4
+    # each photograph is decoded once per side asked for, then kept
+    import sfhformer.data.datasets as datasets
+    loads = []
+    monkeypatch.setattr(datasets, "load_rgb", lambda path, _load=datasets.load_rgb: loads.append(path) or _load(path))
+    data = SyntheticDataset([files["420"]], [], augment=False, full_res_chroma=True, downscale_to=100)
+    assert data[0]["gt"].shape[-2:] == data[1]["gt"].shape[-2:] == (48, 64) and len(loads) == 1
     # a recipe's data section reaches it (the training config's field)
     from sfhformer.training.config import SyntheticData
     from sfhformer.training.loop import make_dataset

@@ -222,15 +222,16 @@ class SyntheticDataset(Dataset):
     def _clean(self, i: int, side: int | None) -> torch.Tensor:
         if (i, side) not in self._cache:  # few, small photographs: keep them decoded
             x = load_rgb(self.images[i])
+            shrink_to = side
             if self.full_res_chroma and chroma_subsampled(self.images[i]):
-                side = min(side or math.inf, max(x.shape[-2:]) // 2)
-            if side and max(x.shape[-2:]) > side:
-                scale = side / max(x.shape[-2:])
+                shrink_to = min(side or math.inf, max(x.shape[-2:]) // 2)
+            if shrink_to and max(x.shape[-2:]) > shrink_to:
+                scale = shrink_to / max(x.shape[-2:])
                 size = [max(1, round(n * scale)) for n in x.shape[-2:]]
                 x = F.interpolate(x[None], size=size, mode="area")[0].clamp(0, 1)
             if self.max_side and max(x.shape[-2:]) > self.max_side:
                 x = center_crop(x, min(x.shape[-2], self.max_side), min(x.shape[-1], self.max_side))
-            self._cache[i, side] = x  # the side asked for, not the one used
+            self._cache[i, side] = x
         return self._cache[i, side]
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
