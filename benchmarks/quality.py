@@ -60,7 +60,6 @@ from sfhformer.restore import Restorer  # noqa: E402
 from sfhformer.training import initial_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-NAFNET = NAFNET_W16
 TUNING_PHOTO = "astronaut"
 
 
@@ -206,7 +205,7 @@ def train_peer_stage(stage: str, device: str, overrides: list[str] = ()) -> Path
     last = Path(cfg.out_dir) / "checkpoints" / "last.pt"
     if not finished(last, cfg.train.steps):
         torch.manual_seed(cfg.train.seed)
-        train(cfg, model=nafnet(**NAFNET))
+        train(cfg, model=nafnet(**NAFNET_W16))
     return last
 
 
@@ -235,7 +234,7 @@ def train_peer(task: str, device: str) -> None:
 
 def peer_weights(checkpoint: Path) -> torch.nn.Module:
     """NAFNet with a run's EMA weights (as the bundled SFHformers ship), for evaluation."""
-    model = nafnet(**NAFNET)
+    model = nafnet(**NAFNET_W16)
     model.load_state_dict(initial_weights(checkpoint))
     return model.eval()
 
