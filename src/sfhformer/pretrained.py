@@ -43,10 +43,11 @@ _DEBLUR_DEMO = ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
-        "denoise_v5.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
-        "trained with black and white levels (colour kept near black), on photographs with full-resolution colour",
-        "configs/bundled/denoise_v5.yaml", _DENOISE_DEMO, tile=128, version=5,
-        sha256="64dc5ad80aa31eecaf19e06bd7f303f57527fc42c6e034ec94046b1b4b356b8f"),
+        "denoise_v6.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "trained with black and white levels (colour kept near black), on photographs with full-resolution colour, "
+        "for 2,750 more steps",
+        "configs/bundled/denoise_v6_long.yaml", _DENOISE_DEMO, tile=128, version=6,
+        sha256="9ad977ed811d4bd9e6cc47c88c60a69dc7a5d936ff05d9742f005650bf5e9446"),
     "deblur": BundledWeights(
         "deblur_v2.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
         "configs/bundled/deblur_v2.yaml", _DEBLUR_DEMO, version=2,
@@ -58,10 +59,14 @@ BUNDLED: dict[str, BundledWeights] = {
 # keep the package small: on the held-out photographs their PSNRs are the float32 files' within
 # 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json,
 # quality_denoise_v4.json against quality_denoise_v3.json, quality_denoise_v5.json against
-# quality_denoise_v4.json, quality_deblur_v2.json against
+# quality_denoise_v4.json, quality_denoise_v6.json against quality_denoise_v5.json, quality_deblur_v2.json against
 # quality_worst.json).
 EARLIER: dict[str, tuple[BundledWeights, ...]] = {
     "denoise": (BundledWeights(
+        "denoise_v5.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "trained with black and white levels, on photographs with full-resolution colour; float16 copy",
+        "configs/bundled/denoise_v5.yaml", _DENOISE_DEMO, tile=128, version=5,
+        sha256="84d11d6aa2d43ef45a642674ca8d267609291abb37efc4027409ce7311bd22e4"), BundledWeights(
         "denoise_v4.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
         "trained with black and white levels; float16 copy", "configs/bundled/denoise_v4.yaml", _DENOISE_DEMO,
         tile=128, version=4, sha256="d8d8e8830618e757e1741c937a58e932ef06add1fc2be1f89364f10e5aed9663"), BundledWeights(
