@@ -59,8 +59,8 @@ BUNDLED: dict[str, BundledWeights] = {
 # keep the package small: on the held-out photographs their PSNRs are the float32 files' within
 # 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json,
 # quality_denoise_v4.json against quality_denoise_v3.json, quality_denoise_v5.json against
-# quality_denoise_v4.json, quality_denoise_v6.json against quality_denoise_v5.json, quality_deblur_v2.json against
-# quality_worst.json).
+# quality_denoise_v4.json, quality_denoise_v6.json against quality_denoise_v5.json,
+# quality_deblur_v2.json against quality_worst.json).
 EARLIER: dict[str, tuple[BundledWeights, ...]] = {
     "denoise": (BundledWeights(
         "denoise_v5.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
