@@ -494,3 +494,15 @@ def test_init_grow_starts_a_deeper_network_exactly_where_the_shallower_one_was(t
         train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "a")), grown))
     train(load_config(write_config(tmp_path, out_dir=str(tmp_path / "b")), [*grown, "train.init_grow=true"]))
     assert sfhformer.load(tmp_path / "b" / "checkpoints" / "last.safetensors").config.depths == (2, 1, 3, 1, 2)
+
+
+@pytest.mark.parametrize("setting, kept", [("auto", True), ("false", False), ("true", True)])
+def test_cpu_training_keeps_freed_memory_unless_told_not_to(tmp_path, monkeypatch, setting, kept):
+    from sfhformer.training import loop
+    calls = []
+    monkeypatch.setattr(loop, "keep_freed_memory", lambda: calls.append(1) or True)
+    cfg = load_config(write_config(tmp_path, out_dir=str(tmp_path / "run")),
+                      [f"train.keep_freed_memory={setting}", "train.steps=1", "val.every=100"])
+    assert cfg.train.device == "auto" and not torch.cuda.is_available()  # so "auto" means the CPU here
+    train(cfg)
+    assert calls == ([1] if kept else [])

@@ -46,6 +46,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 2
     device: str = "auto"
+    # auto: on a CPU, glibc keeps freed memory for reuse (sfhformer.utils.keep_freed_memory): steps
+    # skip the page faults of re-mapping every large tensor, and the process keeps its peak memory
+    keep_freed_memory: Literal["auto"] | bool = "auto"
     sync_bn: bool = True  # BatchNorm statistics over the global batch when several processes run
     bn_chunks: int = 1  # > 1: statistics over each of this many chunks of a batch, as nn.DataParallel computes them
     checkpoint_activations: bool = False

@@ -30,7 +30,7 @@ from ..metrics import Protocol, psnr, score
 from ..models import SFHformer, create_model, get_preset
 from ..models.network import frozen_batchnorm_stats
 from ..restore import forward_tiled
-from ..utils import shorten_list
+from ..utils import keep_freed_memory, shorten_list
 from .config import DatasetConfig, RunConfig, TrainConfig
 from .distributed import EpochBatchSampler, Processes, use_global_batchnorm
 from .loss import restoration_loss
@@ -46,6 +46,8 @@ def train(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
     safetensors. Returns a summary: final step, last loss, best validation PSNR, weights path.
     """
     procs = Processes.start(cfg.train.device)
+    if cfg.train.keep_freed_memory is True or (cfg.train.keep_freed_memory == "auto" and procs.device.type == "cpu"):
+        keep_freed_memory()  # before the loader's workers fork, so they inherit it
     try:
         dataset = make_dataset(cfg.data.train, cfg.train.seed)
         cfg, steps_per_epoch = with_steps(cfg, len(dataset))

@@ -1,0 +1,98 @@
+"""Training speed on a CPU: glibc's default allocator against freed memory kept for reuse
+(``train.keep_freed_memory``, which ``sfhformer train`` turns on for CPUs by default).
+
+    python benchmarks/train_speed.py configs/bundled/denoise_v6_long.yaml --steps 45 --rounds 2 \
+        --json benchmarks/results/train_speed_cpu.json
+
+Each run is a whole ``sfhformer train RECIPE`` in its own process (start-up, data loading and
+its worker process included), validation and intermediate checkpoints off, the recipe's seed,
+so both settings compute the same losses (checked). The settings alternate run by run, so a
+drift in the machine's speed falls on both. Per run: the wall time, the median seconds per step
+from ``log.jsonl`` (every 5 steps, after the first ``--skip``), and the main process's peak
+resident memory. Run it alone on the machine. The bundled recipes need the Debian photographs
+(``bash configs/bundled/install_photos.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_results  # noqa: E402
+
+SETTINGS = {"default": "false", "kept": "true"}
+# The child reports its own peak memory: RUSAGE_CHILDREN would give the largest over all runs.
+CHILD = ("import resource, sys\nfrom sfhformer.cli import main\nrc = main(sys.argv[1:])\n"
+         "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\nsys.exit(rc)")
+
+
+def run_once(recipe: str, setting: str, steps: int, out_dir: Path, threads: int | None) -> dict:
+    args = ["train", recipe, f"train.steps={steps}", f"out_dir={out_dir}", "resume=false", "val.every=1000000",
+            "checkpoint.every=1000000", "log.every=5", f"train.keep_freed_memory={SETTINGS[setting]}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # the setting alone decides
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{recipe}: the {setting} run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    rows = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r]
+    peak = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
+    return {"setting": setting, "wall_s": wall, "rows": rows, "peak_rss_mb": peak[-1] if peak else None}
+
+
+def seconds_per_step(rows: list[dict], skip: int) -> float:
+    later = [r for r in rows if r["step"] >= skip]
+    return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(later, later[1:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("recipe")
+    parser.add_argument("--steps", type=int, default=45)
+    parser.add_argument("--skip", type=int, default=5, help="steps left out of the per-step time (warm-up)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each setting, alternating")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: unset)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.steps < args.skip + 10:
+        parser.error(f"--steps must be at least --skip + 10 ({args.skip + 10}), got {args.steps}")
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.rounds):
+            for setting in SETTINGS:
+                r = run_once(args.recipe, setting, args.steps, Path(tmp) / f"{setting}{i}", args.threads)
+                r["s_per_step"] = seconds_per_step(r["rows"], args.skip)
+                print(f"round {i + 1} {setting:>7}: wall {r['wall_s']:.1f} s, {r['s_per_step']:.3f} s/step, "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+                results.append(r)
+    losses = {s: [[x["loss"] for x in r["rows"]] for r in results if r["setting"] == s] for s in SETTINGS}
+    same_losses = all(run == losses["default"][0] for runs in losses.values() for run in runs)
+    summary = {s: {"wall_s": statistics.median(r["wall_s"] for r in results if r["setting"] == s),
+                   "s_per_step": statistics.median(r["s_per_step"] for r in results if r["setting"] == s),
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in results if r["setting"] == s)} for s in SETTINGS}
+    wall_ratio = summary["default"]["wall_s"] / summary["kept"]["wall_s"]
+    step_ratio = summary["default"]["s_per_step"] / summary["kept"]["s_per_step"]
+    print(f"kept freed memory: {wall_ratio:.2f}x the default's speed for the whole run, {step_ratio:.2f}x per step "
+          f"(medians of {args.rounds}); peak RSS {summary['default']['peak_rss_mb']:.0f} -> "
+          f"{summary['kept']['peak_rss_mb']:.0f} MB; same losses: {same_losses}")
+    if args.json:
+        rows = [{k: v for k, v in r.items() if k != "rows"} | {"steps": args.steps} for r in results]
+        rows.append({"summary": summary, "wall_ratio": wall_ratio, "step_ratio": step_ratio,
+                     "same_losses": same_losses})
+        write_results(args.json, rows)
+
+
+if __name__ == "__main__":
+    main()
