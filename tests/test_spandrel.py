@@ -98,7 +98,8 @@ FILES = {
     "denoise_v3.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # float16
     "denoise_v4.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # float16
     "denoise_v5.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # float16
-    "denoise_v6.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
+    "denoise_v6.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),  # float16
+    "denoise_v7.safetensors": (["paper", "sfhformer_t"], ModelTiling.SUPPORTED),
     "deblur.safetensors": (["paper", "sfhformer_t", "K4"], ModelTiling.SUPPORTED),  # deblur@1, float16
     "deblur_v2.safetensors": (["paper", "sfhformer_t", "K4"], ModelTiling.SUPPORTED),
     # our conversion of the ITS-style file: no Fourier BN in its keys, so detected as such

@@ -332,12 +332,13 @@ def test_stage3_script_probes_the_step_time_and_trains_both_bundled_recipes(tmp_
                                                   ("denoise", "v5", "denoise@4"),
                                                   ("denoise", "v6_chroma", "denoise@5"),
                                                   ("denoise", "v6_control", "denoise@5"),
-                                                  ("denoise", "v6_long", "denoise@5")])
+                                                  ("denoise", "v6_long", "denoise@5"),
+                                                  ("denoise", "v7_long", "denoise@6")])
 def test_later_recipes_run_from_the_bundled_weights(tmp_path, capsys, task, version, start):
-    """configs/bundled/{denoise,deblur}_v2.yaml, the denoise_v3*.yaml, _v4.yaml, _v5.yaml, _v5_*.yaml and _v6_*.yaml experiments for a
-    few tiny steps: each starts from the version before (`denoise@1`, `deblur@1`, `denoise@2`, ...) and reads Debian's
-    desktop photographs; where they are not installed, the pip photographs stand in for them
-    (said in the skip-free output below)."""
+    """configs/bundled/{denoise,deblur}_v2.yaml, the denoise_v3*.yaml, _v4.yaml, _v5*.yaml, _v6_*.yaml and
+    _v7_*.yaml experiments for a few tiny steps: each starts from the version before (`denoise@1`,
+    `deblur@1`, `denoise@2`, ...) and reads Debian's desktop photographs; where they are not
+    installed, the pip photographs stand in for them (said in the skip-free output below)."""
     from sfhformer.cli import main
     from sfhformer.data.debian import debian_photographs
 

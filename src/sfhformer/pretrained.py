@@ -43,11 +43,11 @@ _DEBLUR_DEMO = ({"type": "motion_blur", "length": [11, 11]}, {"type": "gaussian_
 
 BUNDLED: dict[str, BundledWeights] = {
     "denoise": BundledWeights(
-        "denoise_v6.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "denoise_v7.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
         "trained with black and white levels (colour kept near black), on photographs with full-resolution colour, "
-        "for 2,750 more steps",
-        "configs/bundled/denoise_v6_long.yaml", _DENOISE_DEMO, tile=128, version=6,
-        sha256="9ad977ed811d4bd9e6cc47c88c60a69dc7a5d936ff05d9742f005650bf5e9446"),
+        "for 2,750 and 2,500 more steps",
+        "configs/bundled/denoise_v7_long.yaml", _DENOISE_DEMO, tile=128, version=7,
+        sha256="0660374fbd204cf50a30df2ce38229f52307d82226d333e88e9c0bed1128627d"),
     "deblur": BundledWeights(
         "deblur_v2.safetensors", "sfhformer_t (K=4), motion deblurring (linear kernels of 5-17 px)",
         "configs/bundled/deblur_v2.yaml", _DEBLUR_DEMO, version=2,
@@ -60,9 +60,14 @@ BUNDLED: dict[str, BundledWeights] = {
 # 0.01 dB (benchmarks/results/quality_denoise_v3.json against quality_denoise_v2.json,
 # quality_denoise_v4.json against quality_denoise_v3.json, quality_denoise_v5.json against
 # quality_denoise_v4.json, quality_denoise_v6.json against quality_denoise_v5.json,
+# quality_denoise_v7.json against quality_denoise_v6.json,
 # quality_deblur_v2.json against quality_worst.json).
 EARLIER: dict[str, tuple[BundledWeights, ...]] = {
     "denoise": (BundledWeights(
+        "denoise_v6.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
+        "trained with black and white levels, on photographs with full-resolution colour, for 2,750 more steps; "
+        "float16 copy", "configs/bundled/denoise_v6_long.yaml", _DENOISE_DEMO, tile=128, version=6,
+        sha256="be35baa00b1295cf38f7aae1e82da4fbedf1d035b41fa86b67769b87b966e647"), BundledWeights(
         "denoise_v5.safetensors", "sfhformer_t, blind denoising: Gaussian (sigma 5-50) and Poisson-Gaussian noise; "
         "trained with black and white levels, on photographs with full-resolution colour; float16 copy",
         "configs/bundled/denoise_v5.yaml", _DENOISE_DEMO, tile=128, version=5,
