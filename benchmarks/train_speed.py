@@ -1,7 +1,7 @@
 """Training speed on a CPU: glibc's default allocator against freed memory kept for reuse
 (``train.keep_freed_memory``, which ``sfhformer train`` turns on for CPUs by default).
 
-    python benchmarks/train_speed.py configs/bundled/denoise_v6_long.yaml --steps 45 --rounds 2 \
+    python benchmarks/train_speed.py configs/bundled/denoise_v7_long.yaml --steps 30 --rounds 2 \
         --json benchmarks/results/train_speed_cpu.json
 
 Each run is a whole ``sfhformer train RECIPE`` in its own process (start-up, data loading and
@@ -19,36 +19,34 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_results  # noqa: E402
+from common import peak_rss_mb, run_isolated, write_results  # noqa: E402
 
 SETTINGS = {"default": "false", "kept": "true"}
-# The child reports its own peak memory: RUSAGE_CHILDREN would give the largest over all runs.
-CHILD = ("import resource, sys\nfrom sfhformer.cli import main\nrc = main(sys.argv[1:])\n"
-         "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\nsys.exit(rc)")
 
 
-def run_once(recipe: str, setting: str, steps: int, out_dir: Path, threads: int | None) -> dict:
-    args = ["train", recipe, f"train.steps={steps}", f"out_dir={out_dir}", "resume=false", "val.every=1000000",
-            "checkpoint.every=1000000", "log.every=5", f"train.keep_freed_memory={SETTINGS[setting]}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # the setting alone decides
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
+def run_case(setting: str, out_dir: str, recipe: str, steps: int) -> dict:
+    """One ``sfhformer train`` in this process (a fresh one: ``run_isolated``); its logged steps."""
+    from sfhformer.cli import main
+    rc = main(["train", recipe, f"train.steps={steps}", f"out_dir={out_dir}", "resume=false", "val.every=1000000",
+               "checkpoint.every=1000000", "log.every=5", f"train.keep_freed_memory={SETTINGS[setting]}"])
+    if rc != 0:
+        sys.exit(rc)  # the command's one-line error is the last line of stderr
+    rows = [json.loads(line) for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+    return {"setting": setting, "rows": [r for r in rows if "loss" in r], "peak_rss_mb": peak_rss_mb()}
+
+
+def run_once(recipe: str, setting: str, steps: int, out_dir: Path) -> dict:
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"{recipe}: the {setting} run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    rows = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "loss" in r]
-    peak = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
-    return {"setting": setting, "wall_s": wall, "rows": rows, "peak_rss_mb": peak[-1] if peak else None}
+    row = run_isolated(__file__, [setting, str(out_dir), recipe, "--steps", str(steps)])
+    if isinstance(row, str):
+        raise SystemExit(f"{recipe}: the {setting} run failed: {row}")
+    return row | {"wall_s": time.perf_counter() - t0}
 
 
 def seconds_per_step(rows: list[dict], skip: int) -> float:
@@ -64,15 +62,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each setting, alternating")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: unset)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--case", nargs=2, metavar=("SETTING", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(*args.case, args.recipe, args.steps)))
+        return
     if args.steps < args.skip + 10:
         parser.error(f"--steps must be at least --skip + 10 ({args.skip + 10}), got {args.steps}")
 
+    for name in [k for k in os.environ if k.startswith("MALLOC_")]:
+        del os.environ[name]  # the runs inherit this environment: the setting alone decides
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
             for setting in SETTINGS:
-                r = run_once(args.recipe, setting, args.steps, Path(tmp) / f"{setting}{i}", args.threads)
+                r = run_once(args.recipe, setting, args.steps, Path(tmp) / f"{setting}{i}")
                 r["s_per_step"] = seconds_per_step(r["rows"], args.skip)
                 print(f"round {i + 1} {setting:>7}: wall {r['wall_s']:.1f} s, {r['s_per_step']:.3f} s/step, "
                       f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
